@@ -1,0 +1,65 @@
+//! Per-invocation overhead of an empty guest: a fresh instance from the
+//! `InstancePre` (pooling allocator), one call, drop — all through the same
+//! `handle_cron` path the cron trigger uses. `cargo bench --bench invoke`
+//! prints a Markdown table for BENCHMARKS.md; under `cargo test` it runs a
+//! few iterations only, as a smoke test.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir::manifest::Limits;
+use weir::{Metrics, Runtime, RuntimeConfig, World};
+
+#[path = "../tests/guests/locate.rs"]
+mod locate;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index]
+}
+
+fn main() -> anyhow::Result<()> {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let iterations = if benching { 20_000 } else { 50 };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let runtime = Arc::new(Runtime::new(
+        RuntimeConfig::default(),
+        Arc::new(Metrics::new()),
+    )?);
+    let empty = runtime.load_file(
+        "empty",
+        &locate::guest("empty"),
+        World::Fetcher,
+        Limits::default(),
+        Vec::new(),
+    )?;
+    let outputs: Arc<[String]> = Arc::from(Vec::new());
+    let mut samples = Vec::with_capacity(iterations);
+    tokio.block_on(async {
+        for i in 0..iterations + iterations / 10 {
+            let started = Instant::now();
+            let (result, _) = empty.handle_cron(1, Arc::clone(&outputs)).await;
+            let elapsed = started.elapsed();
+            result.map_err(|e| anyhow::anyhow!("{e}"))?;
+            // The first tenth warms the pool's slots and caches.
+            if i >= iterations / 10 {
+                samples.push(elapsed);
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    samples.sort();
+    let mean = samples.iter().sum::<Duration>() / u32::try_from(samples.len())?;
+    println!("| benchmark | iterations | median | p99 | mean |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| empty guest: instantiate (InstancePre, pooling) + call + drop | {} | {:.1} µs | {:.1} µs | {:.1} µs |",
+        samples.len(),
+        percentile(&samples, 0.5).as_secs_f64() * 1e6,
+        percentile(&samples, 0.99).as_secs_f64() * 1e6,
+        mean.as_secs_f64() * 1e6,
+    );
+    Ok(())
+}

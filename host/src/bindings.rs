@@ -1,0 +1,21 @@
+//! The one place WIT becomes Rust: host bindings for the `fetcher` and
+//! `transformer` worlds of `wit/`. Generated types stay behind this module's
+//! users (`runtime`, `host`); sinks and triggers never see them.
+
+/// Bindings of the `fetcher` world (cron-triggered functions).
+pub(crate) mod fetcher {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "weir:function/fetcher",
+        exports: { default: async },
+    });
+}
+
+/// Bindings of the `transformer` world (Kafka-triggered functions).
+pub(crate) mod transformer {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "weir:function/transformer",
+        exports: { default: async },
+    });
+}

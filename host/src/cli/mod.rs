@@ -1,0 +1,62 @@
+//! The command line: one file per subcommand, as Spin's `src/commands/`.
+
+mod build;
+mod check;
+mod up;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::manifest::Manifest;
+
+/// Runs event functions compiled to WebAssembly components, described by a Spin v2 `spin.toml`.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build every component with its `[component.<id>.build]` command, like `spin build`.
+    Build(build::BuildArgs),
+    /// Validate the manifest and type-check every component against its trigger's world.
+    Check(check::CheckArgs),
+    /// Run the application's triggers until Ctrl-C.
+    Up(up::UpArgs),
+}
+
+/// The manifest argument every subcommand shares.
+#[derive(Debug, Clone, clap::Args)]
+struct ManifestArg {
+    /// Path of the application manifest.
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "WEIR_MANIFEST",
+        default_value = "spin.toml"
+    )]
+    file: PathBuf,
+}
+
+impl ManifestArg {
+    /// Loads the manifest with `SPIN_VARIABLE_*` overrides from the environment.
+    fn load(&self) -> anyhow::Result<Manifest> {
+        Manifest::load(&self.file, std::env::vars())
+            .with_context(|| format!("invalid manifest `{}`", self.file.display()))
+    }
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Build(args) => args.run(),
+            Command::Check(args) => args.run(),
+            Command::Up(args) => args.run(),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! `weir up`: runs the application until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use super::ManifestArg;
+use crate::run::{HostConfig, run};
+use crate::runtime::RuntimeConfig;
+
+/// Arguments of `weir up`.
+#[derive(Debug, clap::Args)]
+pub(super) struct UpArgs {
+    #[command(flatten)]
+    manifest: ManifestArg,
+    /// Address for `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:9464")]
+    listen: SocketAddr,
+    /// Run every cron trigger once, now, then exit (non-zero if any failed).
+    #[arg(long)]
+    once: bool,
+}
+
+impl UpArgs {
+    pub(super) fn run(self) -> anyhow::Result<()> {
+        let config = HostConfig {
+            manifest: self.manifest.load()?,
+            listen: self.listen,
+            runtime: RuntimeConfig::default(),
+            once: self.once,
+        };
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        runtime.block_on(async {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            run(config, shutdown).await
+        })
+    }
+}
+
+/// Cancels `shutdown` on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            tracing::error!("cannot listen for SIGTERM");
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

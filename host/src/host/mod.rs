@@ -1,0 +1,4 @@
+//! Capabilities the host offers guests, one small file each: a data type,
+//! a `Host` impl of the generated trait, and how it is added to a linker.
+
+pub mod producer;

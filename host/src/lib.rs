@@ -1,0 +1,31 @@
+//! weir runs serverless-style event functions compiled to WebAssembly
+//! components: a cron trigger for fetchers that publish to Kafka, a Kafka
+//! trigger for transforms that write Delta Lake tables exactly once.
+//!
+//! Layout:
+//! - [`manifest`]: parse and validate `spin.toml` (Spin v2 + weir's trigger tables).
+//! - [`runtime`]: the wasmtime engine, component loading, hard per-invocation limits.
+//! - `bindings`: the one `bindgen!` of `wit/` (private).
+//! - [`host`]: capabilities offered to guests (the Kafka `producer` outbox).
+//! - [`trigger`]: `cron` and `kafka` triggers, their config and run loops.
+//! - [`metrics`]: every metric name and label, in one registry.
+//! - [`admin`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`).
+//! - [`run`]: `weir up`'s run loop; [`cli`]: the subcommands; [`telemetry`]: logging.
+
+pub mod admin;
+mod bindings;
+pub mod cli;
+pub mod host;
+pub mod manifest;
+pub mod metrics;
+pub mod run;
+pub mod runtime;
+pub mod telemetry;
+pub mod trigger;
+
+pub use manifest::{Manifest, ManifestError};
+pub use metrics::Metrics;
+pub use run::{Host, HostConfig, run};
+pub use runtime::{
+    InvokeError, LoadError, LoadedComponent, Runtime, RuntimeConfig, TrapKind, World,
+};

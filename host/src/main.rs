@@ -1,0 +1,15 @@
+//! The `weir` binary: parse the command line, start logging, run the command.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = weir::cli::Cli::parse();
+    weir::telemetry::init();
+    match cli.run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

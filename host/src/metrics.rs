@@ -1,0 +1,162 @@
+//! Every metric weir exports, defined once. Names and labels are a contract
+//! with `observability/` (dashboards and alert rules); change them together.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Invocation durations from 100 µs to ~100 s.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 100.0,
+];
+
+/// The host's metrics, in a registry of its own (so several hosts can run
+/// in one test process without sharing counters).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `weir_invocations_total{function,outcome}`; outcome is `ok`, `error`, `timeout`, `memory` or `trap`.
+    pub invocations: IntCounterVec,
+    /// `weir_invocation_duration_seconds{function}`, instantiate to return.
+    pub invocation_duration: HistogramVec,
+    /// `weir_traps_total{function,kind}`; kind is `timeout`, `memory` or `trap`.
+    pub traps: IntCounterVec,
+    /// `weir_missed_ticks_total{function}`: cron ticks skipped because the previous run was still going.
+    pub missed_ticks: IntCounterVec,
+    /// `weir_component_info{function,digest}` = 1 for the running version.
+    pub component_info: IntGaugeVec,
+    /// `weir_build_info{version}` = 1.
+    pub build_info: IntGaugeVec,
+    /// The digest `component_info` shows per function.
+    digests: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let m = Self {
+            invocations: counter(
+                "weir_invocations_total",
+                "Function invocations by outcome.",
+                &["function", "outcome"],
+            ),
+            invocation_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "weir_invocation_duration_seconds",
+                    "Wall time of one invocation, instantiate to return.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["function"],
+            )
+            .unwrap_or_else(|e| unreachable!("static metric definition: {e}")),
+            traps: counter(
+                "weir_traps_total",
+                "Invocations stopped by the sandbox, by kind.",
+                &["function", "kind"],
+            ),
+            missed_ticks: counter(
+                "weir_missed_ticks_total",
+                "Cron ticks skipped because the previous invocation was still running.",
+                &["function"],
+            ),
+            component_info: gauge(
+                "weir_component_info",
+                "The component version running for a function (value 1).",
+                &["function", "digest"],
+            ),
+            build_info: gauge(
+                "weir_build_info",
+                "weir build information (value 1).",
+                &["version"],
+            ),
+            digests: Arc::default(),
+            registry: registry.clone(),
+        };
+        for collector in [
+            Box::new(m.invocations.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.invocation_duration.clone()),
+            Box::new(m.traps.clone()),
+            Box::new(m.missed_ticks.clone()),
+            Box::new(m.component_info.clone()),
+            Box::new(m.build_info.clone()),
+        ] {
+            registry
+                .register(collector)
+                .unwrap_or_else(|e| unreachable!("each metric is registered once: {e}"));
+        }
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        m
+    }
+
+    /// Marks `digest` as the running version of `function` (and no other).
+    pub fn set_component(&self, function: &str, digest: &str) {
+        let mut current = self
+            .digests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = current.insert(function.to_owned(), digest.to_owned())
+            && old != digest
+        {
+            let _ = self.component_info.remove_label_values(&[function, &old]);
+        }
+        self.component_info
+            .with_label_values(&[function, digest])
+            .set(1);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"))
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    #[test]
+    fn component_info_flips_to_the_new_digest() {
+        let m = Metrics::new();
+        m.set_component("f", "sha256:aa");
+        m.set_component("g", "sha256:cc");
+        m.set_component("f", "sha256:bb");
+        let text = m.encode();
+        assert!(
+            text.contains(r#"weir_component_info{digest="sha256:bb",function="f"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"weir_component_info{digest="sha256:cc",function="g"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains("sha256:aa"), "{text}");
+    }
+}

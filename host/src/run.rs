@@ -1,0 +1,180 @@
+//! The run loop of `weir up`: load every trigger's component, start the
+//! admin server and the triggers, and stop them all on shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState};
+use crate::host::producer::OutMessage;
+use crate::manifest::Manifest;
+use crate::metrics::Metrics;
+use crate::runtime::{LoadedComponent, Runtime, RuntimeConfig, World};
+use crate::trigger::Trigger;
+use crate::trigger::cron::{CronRunner, Publish};
+
+/// Everything `weir up` needs, already read from files and environment.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The validated manifest.
+    pub manifest: Manifest,
+    /// Address of `/metrics`, `/healthz`, `/readyz`; port 0 picks one.
+    pub listen: SocketAddr,
+    /// Engine settings.
+    pub runtime: RuntimeConfig,
+    /// Run every cron trigger once, immediately, then exit.
+    pub once: bool,
+}
+
+/// A started host: triggers running, server bound.
+#[derive(Debug)]
+pub struct Host {
+    /// Where the admin server listens.
+    pub addr: SocketAddr,
+    /// The host's metrics.
+    pub metrics: Arc<Metrics>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+/// Runs the host until `shutdown` is cancelled (or, with `once`, until every
+/// cron trigger has run once).
+pub async fn run(config: HostConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Host::start(config, shutdown).await?.wait().await
+}
+
+impl Host {
+    /// Loads components, binds the server and starts every trigger.
+    pub async fn start(config: HostConfig, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let manifest = &config.manifest;
+        manifest.check_sources()?;
+        let metrics = Arc::new(Metrics::new());
+        let runtime = Arc::new(Runtime::new(config.runtime.clone(), Arc::clone(&metrics))?);
+        let components = load_components(&runtime, manifest)?;
+        let state = AdminState {
+            metrics: Arc::clone(&metrics),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        let (addr, server) = admin::serve(config.listen, state.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move { server.await.context("admin server failed") });
+        let locks: HashMap<&str, Arc<Mutex<()>>> = manifest
+            .components
+            .keys()
+            .map(|id| (id.as_str(), Arc::default()))
+            .collect();
+        let publish = Arc::new(NoKafka);
+        let mut once = JoinSet::new();
+        for trigger in &manifest.triggers {
+            match trigger {
+                Trigger::Cron(cron) => {
+                    let component =
+                        Arc::clone(&components[&(cron.component.clone(), World::Fetcher)]);
+                    let runner = CronRunner::new(
+                        cron.clone(),
+                        component,
+                        Arc::clone(&locks[cron.component.as_str()]),
+                    );
+                    let publish = Arc::clone(&publish);
+                    if config.once {
+                        once.spawn(async move {
+                            runner.tick(chrono::Utc::now(), publish.as_ref()).await
+                        });
+                    } else {
+                        let shutdown = shutdown.clone();
+                        tasks.spawn(async move {
+                            runner.run(publish, shutdown).await;
+                            Ok(())
+                        });
+                    }
+                }
+                Trigger::Kafka(kafka) => {
+                    tracing::warn!(trigger = %kafka.id, function = %kafka.component, "kafka triggers are not run by this version of weir yet");
+                }
+            }
+        }
+        admin::set_ready(&state);
+        if config.once {
+            let mut failed = 0;
+            while let Some(ok) = once.join_next().await {
+                failed += usize::from(!ok.unwrap_or(false));
+            }
+            shutdown.cancel();
+            if failed > 0 {
+                anyhow::bail!("{failed} cron invocation(s) failed");
+            }
+        }
+        Ok(Self {
+            addr,
+            metrics,
+            tasks,
+        })
+    }
+
+    /// Waits for every task to end (after shutdown), returning the first error.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut result = Ok(());
+        while let Some(joined) = self.tasks.join_next().await {
+            let outcome = joined.context("a host task panicked").and_then(|r| r);
+            if let Err(e) = outcome
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+        }
+        result
+    }
+}
+
+/// Loads, type-checks and digests the component of every trigger.
+fn load_components(
+    runtime: &Arc<Runtime>,
+    manifest: &Manifest,
+) -> anyhow::Result<HashMap<(String, World), Arc<LoadedComponent>>> {
+    let mut loaded = HashMap::new();
+    for trigger in &manifest.triggers {
+        if loaded.contains_key(&(trigger.component().to_owned(), trigger.world())) {
+            continue;
+        }
+        let config = &manifest.components[trigger.component()];
+        let environment = config.environment.clone().into_iter().collect();
+        let component = runtime.load_file(
+            &config.id,
+            &config.source,
+            trigger.world(),
+            config.limits,
+            environment,
+        )?;
+        tracing::info!(function = %component.id, digest = %component.digest, world = component.world.name(), "loaded component");
+        runtime
+            .metrics()
+            .set_component(&component.id, &component.digest);
+        loaded.insert((config.id.clone(), trigger.world()), Arc::new(component));
+    }
+    Ok(loaded)
+}
+
+/// The publisher used while no Kafka sink is configured: an invocation that
+/// sends messages fails loudly instead of losing them quietly.
+#[derive(Debug)]
+struct NoKafka;
+
+impl Publish for NoKafka {
+    async fn publish(&self, function: &str, messages: Vec<OutMessage>) -> anyhow::Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "`{function}` sent {} message(s) but no Kafka brokers are configured",
+            messages.len()
+        )
+    }
+}

@@ -1,0 +1,340 @@
+//! A component loaded for one world: compiled once, linked once into an
+//! `InstancePre`, then instantiated fresh for every invocation.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Store, Trap};
+
+use super::Runtime;
+use super::error::{InvokeError, LoadError, TrapKind};
+use super::messages::{KafkaMessage, Outcome};
+use super::state::{GuestOutput, State};
+use crate::bindings::{fetcher, transformer};
+use crate::host::producer::{OutMessage, Outbox};
+use crate::manifest::Limits;
+
+/// The world a trigger needs its component to implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum World {
+    /// Cron-triggered: exports `handle-cron-event`.
+    Fetcher,
+    /// Kafka-triggered: exports `handle-batch`.
+    Transformer,
+}
+
+impl World {
+    /// The WIT world name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fetcher => "fetcher",
+            Self::Transformer => "transformer",
+        }
+    }
+
+    fn export(self) -> &'static str {
+        match self {
+            Self::Fetcher => "handle-cron-event",
+            Self::Transformer => "handle-batch",
+        }
+    }
+}
+
+enum Pre {
+    Fetcher(fetcher::FetcherPre<State>),
+    Transformer(transformer::TransformerPre<State>),
+}
+
+/// A component ready to be invoked; share it behind an `Arc`.
+pub struct LoadedComponent {
+    /// The component id from the manifest.
+    pub id: String,
+    /// `sha256:<hex>` of the component bytes: names the exact code that ran.
+    pub digest: String,
+    /// The world it was checked against.
+    pub world: World,
+    /// Deadline and memory cap of every invocation.
+    pub limits: Limits,
+    environment: Vec<(String, String)>,
+    pre: Pre,
+    runtime: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedComponent")
+            .field("id", &self.id)
+            .field("digest", &self.digest)
+            .field("world", &self.world)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `sha256:<hex>` digest of component bytes.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl Runtime {
+    /// Reads, compiles and type-checks the component at `path` for `world`.
+    pub fn load_file(
+        self: &Arc<Self>,
+        id: &str,
+        path: &Path,
+        world: World,
+        limits: Limits,
+        environment: Vec<(String, String)>,
+    ) -> Result<LoadedComponent, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            function: id.to_owned(),
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.load(id, &bytes, world, limits, environment)
+    }
+
+    /// Compiles and type-checks component `bytes` for `world`. Nothing runs.
+    pub fn load(
+        self: &Arc<Self>,
+        id: &str,
+        bytes: &[u8],
+        world: World,
+        limits: Limits,
+        environment: Vec<(String, String)>,
+    ) -> Result<LoadedComponent, LoadError> {
+        let function = id.to_owned();
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+            function: function.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        check_export(&self.engine, &component, world).map_err(|reason| LoadError::WrongWorld {
+            function: function.clone(),
+            world: world.name(),
+            reason,
+        })?;
+        let pre = self
+            .link(&component, world)
+            .map_err(|e| LoadError::Imports {
+                function: function.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let pre = match (world, pre) {
+            (World::Fetcher, instance) => fetcher::FetcherPre::new(instance).map(Pre::Fetcher),
+            (World::Transformer, instance) => {
+                transformer::TransformerPre::new(instance).map(Pre::Transformer)
+            }
+        }
+        .map_err(|e| LoadError::WrongWorld {
+            function: function.clone(),
+            world: world.name(),
+            reason: format!("{e:#}"),
+        })?;
+        Ok(LoadedComponent {
+            id: function,
+            digest: digest(bytes),
+            world,
+            limits,
+            environment,
+            pre,
+            runtime: Arc::clone(self),
+        })
+    }
+
+    fn link(
+        &self,
+        component: &Component,
+        world: World,
+    ) -> wasmtime::Result<wasmtime::component::InstancePre<State>> {
+        let mut linker = Linker::<State>::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        if world == World::Fetcher {
+            fetcher::Fetcher::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s)?;
+        }
+        linker.instantiate_pre(component)
+    }
+}
+
+impl crate::bindings::fetcher::weir::function::cron_types::Host for State {}
+
+/// A readable check that the world's export exists, before bindgen's exact
+/// type check (whose message is terser).
+fn check_export(
+    engine: &wasmtime::Engine,
+    component: &Component,
+    world: World,
+) -> Result<(), String> {
+    let ty = component.component_type();
+    if ty.get_export(engine, world.export()).is_some() {
+        return Ok(());
+    }
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    Err(format!(
+        "missing export `{}`; the component exports [{}]",
+        world.export(),
+        exports.join(", ")
+    ))
+}
+
+impl LoadedComponent {
+    /// The metrics this component's invocations report to.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.runtime.metrics
+    }
+
+    /// Runs one cron tick. On success returns the messages the guest sent.
+    pub async fn handle_cron(
+        &self,
+        timestamp: u64,
+        outputs: Arc<[String]>,
+    ) -> (Result<Vec<OutMessage>, InvokeError>, GuestOutput) {
+        let Pre::Fetcher(pre) = &self.pre else {
+            return (Err(self.wrong_world()), GuestOutput::default());
+        };
+        let mut store = self.store(Outbox::new(outputs));
+        let started = Instant::now();
+        let result = self
+            .deadline(async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                let metadata = fetcher::weir::function::cron_types::Metadata { timestamp };
+                instance.call_handle_cron_event(&mut store, metadata).await
+            })
+            .await;
+        let result = match result {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(fetcher::weir::function::cron_types::Error::Other(message)))) => {
+                Err(self.guest_error(message))
+            }
+            Ok(Err(trap)) => Err(self.trap(&store, &trap)),
+            Err(elapsed) => Err(elapsed),
+        };
+        self.record(started, &result);
+        let output = store.data().output();
+        let outbox = std::mem::take(&mut store.data_mut().outbox);
+        (result.map(|()| outbox.into_messages()), output)
+    }
+
+    /// Runs one batch. On success returns exactly one outcome per message.
+    pub async fn handle_batch(
+        &self,
+        messages: Vec<KafkaMessage>,
+    ) -> (Result<Vec<Outcome>, InvokeError>, GuestOutput) {
+        let Pre::Transformer(pre) = &self.pre else {
+            return (Err(self.wrong_world()), GuestOutput::default());
+        };
+        let expected = messages.len();
+        let mut store = self.store(Outbox::default());
+        let started = Instant::now();
+        let input: Vec<_> = messages.into_iter().map(Into::into).collect();
+        let result = self
+            .deadline(async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                instance.call_handle_batch(&mut store, &input).await
+            })
+            .await;
+        let result = match result {
+            Ok(Ok(Ok(outcomes))) if outcomes.len() == expected => {
+                Ok(outcomes.into_iter().map(Outcome::from).collect())
+            }
+            Ok(Ok(Ok(outcomes))) => Err(self.guest_error(format!(
+                "returned {} outcomes for {expected} messages",
+                outcomes.len()
+            ))),
+            Ok(Ok(Err(transformer::weir::function::batch_types::Error::Other(message)))) => {
+                Err(self.guest_error(message))
+            }
+            Ok(Err(trap)) => Err(self.trap(&store, &trap)),
+            Err(elapsed) => Err(elapsed),
+        };
+        self.record(started, &result);
+        (result, store.data().output())
+    }
+
+    fn store(&self, outbox: Outbox) -> Store<State> {
+        let state = State::new(&self.environment, self.limits.max_memory, outbox);
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.runtime.deadline_ticks(self.limits.timeout));
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Bounds the whole call in wall-clock time too: epoch interruption only
+    /// stops guest code, not a guest parked in an async host call.
+    async fn deadline<T>(&self, call: impl Future<Output = T>) -> Result<T, InvokeError> {
+        let grace = self.runtime.config.epoch_tick * 2;
+        tokio::time::timeout(self.limits.timeout + grace, call)
+            .await
+            .map_err(|_| InvokeError::Trap {
+                function: self.id.clone(),
+                kind: TrapKind::Timeout,
+                message: format!(
+                    "deadline of {:?} passed while waiting on the host",
+                    self.limits.timeout
+                ),
+            })
+    }
+
+    fn trap(&self, store: &Store<State>, error: &wasmtime::Error) -> InvokeError {
+        let kind = if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            TrapKind::Timeout
+        } else if store.data().limiter.refused {
+            TrapKind::Memory
+        } else {
+            TrapKind::Trap
+        };
+        let mut message = format!("{error:#}");
+        if kind == TrapKind::Timeout {
+            message = format!("deadline of {:?} passed: {message}", self.limits.timeout);
+        } else if kind == TrapKind::Memory {
+            message = format!(
+                "memory cap of {} bytes reached: {message}",
+                self.limits.max_memory
+            );
+        }
+        InvokeError::Trap {
+            function: self.id.clone(),
+            kind,
+            message,
+        }
+    }
+
+    fn guest_error(&self, message: String) -> InvokeError {
+        InvokeError::Guest {
+            function: self.id.clone(),
+            message,
+        }
+    }
+
+    fn wrong_world(&self) -> InvokeError {
+        InvokeError::Trap {
+            function: self.id.clone(),
+            kind: TrapKind::Trap,
+            message: format!("component was loaded for the `{}` world", self.world.name()),
+        }
+    }
+
+    fn record<T>(&self, started: Instant, result: &Result<T, InvokeError>) {
+        let metrics = &self.runtime.metrics;
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        metrics
+            .invocations
+            .with_label_values(&[self.id.as_str(), outcome])
+            .inc();
+        metrics
+            .invocation_duration
+            .with_label_values(&[self.id.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(InvokeError::Trap { kind, .. }) = result {
+            metrics
+                .traps
+                .with_label_values(&[self.id.as_str(), kind.as_str()])
+                .inc();
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The sandbox: one wasmtime [`Engine`] (pooling allocator, epoch
+//! interruption), components loaded and type-checked against their world,
+//! and invocations with a hard deadline and memory cap. Knows nothing of
+//! schedules, Kafka or Delta.
+
+mod component;
+mod error;
+mod limiter;
+pub mod messages;
+mod output;
+mod state;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use component::{LoadedComponent, World, digest};
+pub use error::{InvokeError, LoadError, TrapKind};
+pub use state::GuestOutput;
+pub(crate) use state::State;
+
+use crate::metrics::Metrics;
+
+/// Engine-wide settings; per-component limits live in the manifest.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Granularity of deadlines: the epoch advances once per tick, so a
+    /// guest overruns its deadline by at most one tick.
+    pub epoch_tick: Duration,
+    /// Instances that may run at once (size of the pooling allocator).
+    pub max_instances: u32,
+    /// Upper bound of any component's `max_memory`; reserves this much
+    /// address space per pooled memory slot.
+    pub max_memory_ceiling: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            epoch_tick: Duration::from_millis(10),
+            max_instances: 128,
+            max_memory_ceiling: 4 << 30,
+        }
+    }
+}
+
+/// The engine and its epoch ticker; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Runtime {
+    engine: Engine,
+    config: RuntimeConfig,
+    metrics: Arc<Metrics>,
+    ticker: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine and starts the epoch ticker thread.
+    pub fn new(config: RuntimeConfig, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::new();
+        let instances = config.max_instances;
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(4))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(4))
+            .total_stacks(instances)
+            .max_memory_size(usize::try_from(config.max_memory_ceiling)?);
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .wasm_component_model(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ticking, tick) = (engine.clone(), config.epoch_tick);
+        let stopped = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    ticking.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            engine,
+            config,
+            metrics,
+            ticker: stop,
+        })
+    }
+
+    /// The shared engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The metrics every invocation reports to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Epoch ticks that make up `timeout`, plus one so the deadline is never
+    /// early: the first tick may come at any moment after the call starts.
+    fn deadline_ticks(&self, timeout: Duration) -> u64 {
+        let tick = self.config.epoch_tick.as_nanos().max(1);
+        u64::try_from(timeout.as_nanos().div_ceil(tick))
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,260 @@
+//! The cron trigger: runs a component on a seconds-first schedule. One
+//! component never runs twice at once (its triggers share a lock); ticks
+//! that pass while it runs are skipped and counted, never queued.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use toml::Spanned;
+use tracing::Instrument;
+
+use crate::host::producer::OutMessage;
+use crate::manifest::Validator;
+use crate::runtime::{GuestOutput, LoadedComponent};
+
+/// One `[[trigger.cron]]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronTriggerConfig {
+    /// Trigger id; default `cron-<index>`.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Component to run; must implement the `fetcher` world.
+    pub component: Spanned<String>,
+    /// Seconds-first, UTC: `sec min hour day-of-month month day-of-week [year]`.
+    pub cron_expression: Spanned<String>,
+    /// Kafka topics the function may send to; anything else is refused.
+    #[serde(default)]
+    pub outputs: Vec<Spanned<String>>,
+}
+
+/// A validated cron trigger.
+#[derive(Debug, Clone)]
+pub struct CronTrigger {
+    /// Trigger id.
+    pub id: String,
+    /// Component id.
+    pub component: String,
+    /// The parsed schedule.
+    pub schedule: cron::Schedule,
+    /// Topics the function may send to.
+    pub outputs: Arc<[String]>,
+}
+
+impl CronTriggerConfig {
+    pub(crate) fn validate(
+        &self,
+        v: &mut Validator<'_>,
+        key: &str,
+        index: usize,
+    ) -> Option<CronTrigger> {
+        let before = v.problem_count();
+        v.check_component(&self.component, key);
+        let expression = self.cron_expression.get_ref();
+        let schedule = match cron::Schedule::from_str(expression) {
+            Ok(schedule) => Some(schedule),
+            Err(e) => {
+                let fields = expression.split_whitespace().count();
+                let hint = if fields == 5 {
+                    "; weir's cron expressions are seconds-first: `sec min hour day-of-month month day-of-week [year]`, e.g. `*/15 * * * * *`"
+                } else {
+                    ""
+                };
+                v.report(
+                    &self.cron_expression.span(),
+                    format!("{key}.cron_expression"),
+                    format!(
+                        "invalid cron expression `{expression}`: {}{hint}",
+                        cron_reason(&e, expression)
+                    ),
+                );
+                None
+            }
+        };
+        for topic in &self.outputs {
+            if let Err(why) = super::check_topic(topic.get_ref()) {
+                v.report(&topic.span(), format!("{key}.outputs"), why);
+            }
+        }
+        let schedule = schedule.filter(|_| v.problem_count() == before)?;
+        Some(CronTrigger {
+            id: self.id.clone().unwrap_or_else(|| format!("cron-{index}")),
+            component: self.component.get_ref().clone(),
+            schedule,
+            outputs: self.outputs.iter().map(|t| t.get_ref().clone()).collect(),
+        })
+    }
+}
+
+/// The `cron` crate's message without its echo of the input and caret line.
+fn cron_reason(e: &cron::error::Error, expression: &str) -> String {
+    let text = e.to_string();
+    let reason = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && *l != expression.trim() && !l.chars().all(|c| c == '^'));
+    reason.map_or_else(
+        || "not a valid schedule".to_owned(),
+        |l| l.trim_end_matches('.').to_owned(),
+    )
+}
+
+/// Where a successful tick's messages go (the Kafka producer in `weir up`).
+pub trait Publish: Send + Sync {
+    /// Publishes one invocation's messages, all of them or fail.
+    fn publish(
+        &self,
+        function: &str,
+        messages: Vec<OutMessage>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// A running cron trigger: its component and the lock its component's
+/// triggers share.
+#[derive(Debug, Clone)]
+pub struct CronRunner {
+    trigger: CronTrigger,
+    component: Arc<LoadedComponent>,
+    running: Arc<Mutex<()>>,
+}
+
+impl CronRunner {
+    /// Prepares `trigger`; `running` must be the same lock for every trigger of the component.
+    pub fn new(
+        trigger: CronTrigger,
+        component: Arc<LoadedComponent>,
+        running: Arc<Mutex<()>>,
+    ) -> Self {
+        Self {
+            trigger,
+            component,
+            running,
+        }
+    }
+
+    /// Runs on schedule until `shutdown`; an invocation under way finishes first.
+    pub async fn run(self, publish: Arc<impl Publish>, shutdown: CancellationToken) {
+        let function = self.trigger.component.clone();
+        let Some(mut next) = self.trigger.schedule.after(&Utc::now()).next() else {
+            tracing::warn!(%function, trigger = %self.trigger.id, "cron schedule has no future ticks");
+            return;
+        };
+        loop {
+            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let _running = self.running.lock().await;
+            self.tick(next, publish.as_ref()).await;
+            let now = Utc::now();
+            let (following, missed) = next_after(&self.trigger.schedule, next, now);
+            if missed > 0 {
+                tracing::warn!(%function, trigger = %self.trigger.id, missed, "skipped cron ticks while the previous run was still going");
+                self.component
+                    .metrics()
+                    .missed_ticks
+                    .with_label_values(&[function.as_str()])
+                    .inc_by(missed);
+            }
+            let Some(following) = following else { return };
+            next = following;
+        }
+    }
+
+    /// Invokes the component once for the tick scheduled at `at` and
+    /// publishes what it sent. Errors are logged and counted, never raised.
+    pub async fn tick(&self, at: DateTime<Utc>, publish: &impl Publish) -> bool {
+        let function = self.trigger.component.as_str();
+        let span = tracing::info_span!("cron", function, trigger = %self.trigger.id, tick = %at);
+        async {
+            let timestamp = u64::try_from(at.timestamp()).unwrap_or_default();
+            let (result, output) = self
+                .component
+                .handle_cron(timestamp, Arc::clone(&self.trigger.outputs))
+                .await;
+            log_output(function, &output);
+            match result {
+                Ok(messages) => {
+                    let count = messages.len();
+                    match publish.publish(function, messages).await {
+                        Ok(()) => {
+                            tracing::debug!(count, "cron invocation succeeded");
+                            true
+                        }
+                        Err(e) => {
+                            tracing::error!(
+                                error = format!("{e:#}"),
+                                count,
+                                "publishing the invocation's messages failed"
+                            );
+                            false
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(outcome = e.outcome(), error = %e, "cron invocation failed");
+                    false
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// The first tick of `schedule` after `now`, and how many ticks after
+/// `last` were at or before `now` (missed).
+fn next_after(
+    schedule: &cron::Schedule,
+    last: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> (Option<DateTime<Utc>>, u64) {
+    let mut missed = 0;
+    for tick in schedule.after(&last) {
+        if tick > now {
+            return (Some(tick), missed);
+        }
+        missed += 1;
+    }
+    (None, missed)
+}
+
+/// Logs what a guest printed, one event per line, under the function's name.
+pub(crate) fn log_output(function: &str, output: &GuestOutput) {
+    for line in output.stdout.lines() {
+        tracing::info!(target: "weir::guest", function, stream = "stdout", "{line}");
+    }
+    for line in output.stderr.lines() {
+        tracing::warn!(target: "weir::guest", function, stream = "stderr", "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use chrono::{TimeZone, Utc};
+
+    use super::next_after;
+
+    #[test]
+    fn counts_ticks_that_passed_during_a_run() {
+        let every_second = cron::Schedule::from_str("* * * * * *").unwrap();
+        let last = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let now = last + chrono::Duration::milliseconds(3500);
+        let (next, missed) = next_after(&every_second, last, now);
+        assert_eq!(missed, 3);
+        assert_eq!(next, Some(last + chrono::Duration::seconds(4)));
+        let (_, none) = next_after(
+            &every_second,
+            last,
+            last + chrono::Duration::milliseconds(400),
+        );
+        assert_eq!(none, 0);
+    }
+}

@@ -1,0 +1,238 @@
+//! The Kafka trigger's configuration (`[[trigger.kafka]]` and
+//! `[application.trigger.kafka]`) and its validation.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::manifest::Validator;
+
+/// `[application.trigger.kafka]`: settings shared by every Kafka trigger.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaApplicationConfig {
+    /// Bootstrap servers, `host:port[,host:port…]`. `WEIR_KAFKA_BROKERS` overrides it.
+    #[serde(default)]
+    pub brokers: Option<String>,
+}
+
+/// One `[[trigger.kafka]]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTriggerConfig {
+    /// Trigger id; default `kafka-<index>`.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Component to invoke; must implement the `transformer` world.
+    pub component: Spanned<String>,
+    /// Topics to consume (at least one).
+    pub topics: Spanned<Vec<Spanned<String>>>,
+    /// Consumer group; default: the component id.
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
+    /// When to hand a batch to the function.
+    #[serde(default)]
+    pub batch: Option<Spanned<BatchConfig>>,
+    /// Output tables by name (the names guests use in `table-rows`); at least one.
+    pub tables: Spanned<BTreeMap<Spanned<String>, TableConfig>>,
+    /// Where rejected messages and failed batches go.
+    pub dead_letter: TableConfig,
+}
+
+/// `batch = { … }`: a batch closes at whichever limit is reached first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Most messages per batch (default 10 000, at least 1).
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    /// Most value + key bytes per batch (default 16 MiB, at least 1).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Longest a batch waits for more messages after its first, in ms (default 1000).
+    #[serde(default = "default_max_ms")]
+    pub max_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_records: default_max_records(),
+            max_bytes: default_max_bytes(),
+            max_ms: default_max_ms(),
+        }
+    }
+}
+
+fn default_max_records() -> usize {
+    10_000
+}
+fn default_max_bytes() -> usize {
+    16 << 20
+}
+fn default_max_ms() -> u64 {
+    1000
+}
+
+/// One Delta table target as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// A path (relative to the manifest) or a URL such as `s3://bucket/table`.
+    pub uri: Spanned<String>,
+    /// Partition columns, in order.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+}
+
+/// A validated Kafka trigger.
+#[derive(Debug, Clone)]
+pub struct KafkaTrigger {
+    /// Trigger id.
+    pub id: String,
+    /// Component id.
+    pub component: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Consumer group.
+    pub group: String,
+    /// Most messages per batch.
+    pub max_records: usize,
+    /// Most bytes per batch.
+    pub max_bytes: usize,
+    /// Longest wait for a batch to fill.
+    pub max_wait: Duration,
+    /// Output tables by name.
+    pub tables: BTreeMap<String, TableTarget>,
+    /// The dead-letter table.
+    pub dead_letter: TableTarget,
+}
+
+/// A validated table target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableTarget {
+    /// Absolute path or URL.
+    pub uri: String,
+    /// Partition columns.
+    pub partition_by: Vec<String>,
+}
+
+impl KafkaTriggerConfig {
+    pub(crate) fn validate(
+        &self,
+        v: &mut Validator<'_>,
+        key: &str,
+        index: usize,
+        dir: &Path,
+    ) -> Option<KafkaTrigger> {
+        let before = v.problem_count();
+        v.check_component(&self.component, key);
+        if self.topics.get_ref().is_empty() {
+            v.report(
+                &self.topics.span(),
+                format!("{key}.topics"),
+                "needs at least one topic",
+            );
+        }
+        for topic in self.topics.get_ref() {
+            if let Err(why) = super::check_topic(topic.get_ref()) {
+                v.report(&topic.span(), format!("{key}.topics"), why);
+            }
+        }
+        if let Some(group) = &self.group
+            && group.get_ref().trim().is_empty()
+        {
+            v.report(&group.span(), format!("{key}.group"), "must not be empty");
+        }
+        let default_batch = BatchConfig::default();
+        let batch = self.batch.as_ref().map_or(&default_batch, Spanned::get_ref);
+        if let Some(spanned) = &self.batch
+            && (batch.max_records == 0 || batch.max_bytes == 0)
+        {
+            v.report(
+                &spanned.span(),
+                format!("{key}.batch"),
+                "`max_records` and `max_bytes` must be at least 1",
+            );
+        }
+        if self.tables.get_ref().is_empty() {
+            v.report(
+                &self.tables.span(),
+                format!("{key}.tables"),
+                "needs at least one table",
+            );
+        }
+        let mut tables = BTreeMap::new();
+        for (name, table) in self.tables.get_ref() {
+            let valid = name.get_ref().starts_with(|c: char| c.is_ascii_lowercase())
+                && name
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                v.report(
+                    &name.span(),
+                    format!("{key}.tables"),
+                    format!(
+                        "invalid table name `{}`: use lower-case letters, digits and `_`",
+                        name.get_ref()
+                    ),
+                );
+            }
+            tables.insert(
+                name.get_ref().clone(),
+                table.resolve(v, &format!("{key}.tables.{}", name.get_ref()), dir),
+            );
+        }
+        let dead_letter = self
+            .dead_letter
+            .resolve(v, &format!("{key}.dead_letter"), dir);
+        if tables.values().any(|t| t.uri == dead_letter.uri) {
+            v.report(
+                &self.dead_letter.uri.span(),
+                format!("{key}.dead_letter.uri"),
+                "the dead-letter table must not also be an output table",
+            );
+        }
+        (v.problem_count() == before).then(|| KafkaTrigger {
+            id: self.id.clone().unwrap_or_else(|| format!("kafka-{index}")),
+            component: self.component.get_ref().clone(),
+            topics: self
+                .topics
+                .get_ref()
+                .iter()
+                .map(|t| t.get_ref().clone())
+                .collect(),
+            group: self
+                .group
+                .as_ref()
+                .map_or_else(|| self.component.get_ref().clone(), |g| g.get_ref().clone()),
+            max_records: batch.max_records,
+            max_bytes: batch.max_bytes,
+            max_wait: Duration::from_millis(batch.max_ms),
+            tables,
+            dead_letter,
+        })
+    }
+}
+
+impl TableConfig {
+    fn resolve(&self, v: &mut Validator<'_>, key: &str, dir: &Path) -> TableTarget {
+        let uri = self.uri.get_ref().trim();
+        if uri.is_empty() {
+            v.report(&self.uri.span(), format!("{key}.uri"), "must not be empty");
+        }
+        let uri = if uri.contains("://") {
+            uri.to_owned()
+        } else {
+            dir.join(uri).display().to_string()
+        };
+        TableTarget {
+            uri,
+            partition_by: self.partition_by.clone(),
+        }
+    }
+}

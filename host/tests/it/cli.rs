@@ -1,0 +1,207 @@
+//! The `weir` binary: `check`, `build`, `up --once`, shutdown on SIGTERM, `--help`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::manifest;
+
+fn weir(args: &[&str], manifest: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .arg("-f")
+        .arg(manifest)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn cron_app(guest: &str) -> String {
+    format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "cli-test"
+[[trigger.cron]]
+id = "poll"
+component = "fetch"
+cron_expression = "*/5 * * * * *"
+[component.fetch]
+source = "{{guest:{guest}}}"
+"#
+    )
+}
+
+#[test]
+fn check_names_the_missing_export_of_a_wrong_world_component() {
+    let (_dir, path) = manifest(&cron_app("batch"));
+    let output = weir(&["check"], &path);
+    let out = text(&output);
+    assert!(!output.status.success(), "{out}");
+    assert!(
+        out.contains(
+            "component `fetch` does not fit the `fetcher` world: missing export `handle-cron-event`"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("handle-batch"), "{out}");
+}
+
+#[test]
+fn check_accepts_fitting_components_and_reports_missing_sources() {
+    let (_dir, path) = manifest(&cron_app("ok"));
+    let output = weir(&["check"], &path);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("ok: trigger `poll`: component `fetch` (sha256:"),
+        "{out}"
+    );
+
+    let (_dir, path) = manifest(&cron_app("ok").replace("{guest:ok}", "missing.wasm"));
+    let output = weir(&["check"], &path);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("missing.wasm` does not exist; run `weir build` first"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn build_runs_each_components_command_in_its_workdir() {
+    let app = r#"
+spin_manifest_version = 2
+[application]
+name = "build-test"
+[component.one]
+source = "one.wasm"
+[component.one.build]
+command = "pwd > built-one"
+workdir = "w1"
+[component.two]
+source = "two.wasm"
+[component.two.build]
+command = ["echo a > built-two", "echo b >> built-two"]
+[component.broken]
+source = "broken.wasm"
+[component.broken.build]
+command = "exit 3"
+"#;
+    let (dir, path) = manifest(app);
+    std::fs::create_dir(dir.path().join("w1")).unwrap();
+    let output = weir(
+        &["build", "--component", "one", "--component", "two"],
+        &path,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let pwd = std::fs::read_to_string(dir.path().join("w1/built-one")).unwrap();
+    assert!(pwd.trim_end().ends_with("w1"), "{pwd}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("built-two")).unwrap(),
+        "a\nb\n"
+    );
+
+    let output = weir(&["build"], &path);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("build of `broken` failed: `exit 3` exited with exit status: 3"),
+        "{}",
+        text(&output)
+    );
+
+    let output = weir(&["build", "--component", "nope"], &path);
+    assert!(
+        text(&output).contains("unknown component `nope`"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn up_once_runs_every_cron_trigger_and_reports_failures() {
+    let (_dir, path) = manifest(&cron_app("ok"));
+    let output = weir(&["up", "--once", "--listen", "127.0.0.1:0"], &path);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("tick "),
+        "guest output is logged: {}",
+        text(&output)
+    );
+
+    let (_dir, path) = manifest(&cron_app("trap"));
+    let output = weir(&["up", "--once", "--listen", "127.0.0.1:0"], &path);
+    assert!(!output.status.success());
+    let out = text(&output);
+    assert!(
+        out.contains("cron invocation failed") && out.contains("fetch"),
+        "{out}"
+    );
+}
+
+#[test]
+fn up_shuts_down_cleanly_on_sigterm() {
+    let (_dir, path) = manifest(&cron_app("ok"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["up", "--listen", "127.0.0.1:0", "-f"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = Instant::now();
+    while let Some(Ok(line)) = lines.next() {
+        if line.contains("serving /metrics") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "host did not start"
+        );
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "host did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        &["--help"][..],
+        &["up", "--help"],
+        &["build", "--help"],
+        &["check", "--help"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage: weir"));
+    }
+}

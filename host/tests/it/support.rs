@@ -1,0 +1,39 @@
+//! Shared fixtures: the guest components (built once per test run), a
+//! runtime, and helpers to write manifests into temp dirs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weir::{Metrics, Runtime, RuntimeConfig};
+
+#[path = "../guests/locate.rs"]
+mod locate;
+pub use locate::guest;
+
+/// A runtime with its own metrics.
+pub fn runtime() -> Arc<Runtime> {
+    Arc::new(Runtime::new(RuntimeConfig::default(), Arc::new(Metrics::new())).expect("runtime"))
+}
+
+/// Writes `text` as `spin.toml` in a new temp dir, with `{guest:NAME}`
+/// replaced by the path of that built guest.
+pub fn manifest(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut text = text.to_owned();
+    while let Some(start) = text.find("{guest:") {
+        let end = start + text[start..].find('}').expect("closing brace");
+        let path = guest(&text[start + 7..end]);
+        text.replace_range(start..=end, &path.display().to_string());
+    }
+    let path = dir.path().join("spin.toml");
+    std::fs::write(&path, text).expect("write manifest");
+    (dir, path)
+}
+
+/// The value of the sample `name{labels}` in Prometheus text, if present.
+pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name_and_labels)?;
+        rest.trim().parse().ok()
+    })
+}
