@@ -1,5 +1,8 @@
 //! Integration tests of the weir host, in one binary (one link step).
-#![expect(clippy::unwrap_used, reason = "a fixture that cannot unwrap should fail the test loudly")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a fixture that cannot unwrap should fail the test loudly"
+)]
 
 mod cli;
 mod cron;

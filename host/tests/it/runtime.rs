@@ -312,3 +312,25 @@ async fn components_of_the_wrong_world_or_no_component_at_all_are_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_component_built_for_spins_cron_trigger_runs_unmodified() {
+    let rt = runtime();
+    let spin = rt
+        .load_file(
+            "spin-cron",
+            &guest("spin_cron"),
+            World::Fetcher,
+            Limits::default(),
+            Vec::new(),
+        )
+        .unwrap();
+    let (result, output) = spin.handle_cron(42, Arc::from(Vec::new())).await;
+    assert!(result.unwrap().is_empty());
+    assert_eq!(output.stdout, "spin cron component at 42\n");
+    let (result, _) = spin.handle_cron(43, Arc::from(Vec::new())).await;
+    match result {
+        Err(InvokeError::Guest { message, .. }) => assert_eq!(message, "odd timestamp 43"),
+        other => panic!("expected the component's own error, got {other:?}"),
+    }
+}
