@@ -32,7 +32,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Adds serde attributes to `message` (full name `package.prefix.Name`) and
 /// its nested types; writes a `ProtoEnum` impl for every nested enum.
-fn annotate(config: &mut prost_build::Config, enums: &mut String, package: &str, rust_prefix: &str, message: &DescriptorProto) {
+fn annotate(
+    config: &mut prost_build::Config,
+    enums: &mut String,
+    package: &str,
+    rust_prefix: &str,
+    message: &DescriptorProto,
+) {
     let full = format!("{package}.{}", message.name());
     for field in &message.field {
         let path = format!("{full}.{}", field.name());
@@ -64,7 +70,11 @@ fn annotate(config: &mut prost_build::Config, enums: &mut String, package: &str,
 
 /// `.transit_realtime.VehiclePosition.OccupancyStatus` → `crate::pb::vehicle_position::OccupancyStatus`.
 fn rust_path(type_name: &str) -> String {
-    let parts: Vec<&str> = type_name.trim_start_matches('.').split('.').skip(1).collect();
+    let parts: Vec<&str> = type_name
+        .trim_start_matches('.')
+        .split('.')
+        .skip(1)
+        .collect();
     let (name, parents) = parts.split_last().unwrap_or((&"", &[]));
     let mut path = "crate::pb::".to_owned();
     for parent in parents {

@@ -18,16 +18,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index]
 }
 
-fn main() -> anyhow::Result<()> {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let iterations = if benching { 20_000 } else { 50 };
+/// Per-call times of the empty guest on a runtime built from `config`.
+fn measure(config: RuntimeConfig, iterations: usize) -> anyhow::Result<Vec<Duration>> {
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let runtime = Arc::new(Runtime::new(
-        RuntimeConfig::default(),
-        Arc::new(Metrics::new()),
-    )?);
+    let runtime = Arc::new(Runtime::new(config, Arc::new(Metrics::new()))?);
     let empty = runtime.load_file(
         "empty",
         &locate::guest("empty"),
@@ -51,15 +47,36 @@ fn main() -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     samples.sort();
-    let mean = samples.iter().sum::<Duration>() / u32::try_from(samples.len())?;
-    println!("| benchmark | iterations | median | p99 | mean |");
-    println!("|---|---|---|---|---|");
+    Ok(samples)
+}
+
+fn main() -> anyhow::Result<()> {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let iterations = if benching { 20_000 } else { 50 };
     println!(
-        "| empty guest: instantiate (InstancePre, pooling) + call + drop | {} | {:.1} µs | {:.1} µs | {:.1} µs |",
-        samples.len(),
-        percentile(&samples, 0.5).as_secs_f64() * 1e6,
-        percentile(&samples, 0.99).as_secs_f64() * 1e6,
-        mean.as_secs_f64() * 1e6,
+        "| empty guest: instantiate (InstancePre, pooling) + call + drop | iterations | median | p99 | mean |"
     );
+    println!("|---|---|---|---|---|");
+    let variants = [
+        ("default (1 MiB kept resident)", RuntimeConfig::default()),
+        (
+            "nothing kept resident (madvise every time)",
+            RuntimeConfig {
+                keep_resident: 0,
+                ..RuntimeConfig::default()
+            },
+        ),
+    ];
+    for (name, config) in variants {
+        let samples = measure(config, iterations)?;
+        let mean = samples.iter().sum::<Duration>() / u32::try_from(samples.len())?;
+        println!(
+            "| {name} | {} | {:.1} µs | {:.1} µs | {:.1} µs |",
+            samples.len(),
+            percentile(&samples, 0.5).as_secs_f64() * 1e6,
+            percentile(&samples, 0.99).as_secs_f64() * 1e6,
+            mean.as_secs_f64() * 1e6,
+        );
+    }
     Ok(())
 }

@@ -13,7 +13,10 @@ pub trait ProtoEnum: TryFrom<i32> {
 }
 
 /// Serializes an enum field by name; a number the schema does not know stays a number.
-pub fn enum_name<E: ProtoEnum, S: Serializer>(value: &Option<i32>, serializer: S) -> Result<S::Ok, S::Error> {
+pub fn enum_name<E: ProtoEnum, S: Serializer>(
+    value: &Option<i32>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     match value {
         Some(n) => match E::try_from(*n) {
             Ok(e) => serializer.serialize_str(e.proto_name()),
@@ -82,6 +85,10 @@ pub fn messages(feed: &FeedMessage) -> impl Iterator<Item = EntityMessage> + '_ 
         };
         // Serializing plain structs with string keys into memory cannot fail.
         let value = serde_json::to_vec(&envelope).unwrap_or_default();
-        EntityMessage { entity_type, key, value }
+        EntityMessage {
+            entity_type,
+            key,
+            value,
+        }
     })
 }
