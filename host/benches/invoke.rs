@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir::manifest::Limits;
+use weir::runtime::{ComponentSettings, CronInvocation};
 use weir::{Metrics, Runtime, RuntimeConfig, World};
 
 #[path = "../tests/guests/locate.rs"]
@@ -28,15 +28,22 @@ fn measure(config: RuntimeConfig, iterations: usize) -> anyhow::Result<Vec<Durat
         "empty",
         &locate::guest("empty"),
         World::Fetcher,
-        Limits::default(),
-        Vec::new(),
+        ComponentSettings::default(),
     )?;
     let outputs: Arc<[String]> = Arc::from(Vec::new());
     let mut samples = Vec::with_capacity(iterations);
     tokio.block_on(async {
         for i in 0..iterations + iterations / 10 {
             let started = Instant::now();
-            let (result, _) = empty.handle_cron(1, Arc::clone(&outputs)).await;
+            let (result, _) = empty
+                .handle_cron(
+                    1,
+                    CronInvocation {
+                        outputs: Arc::clone(&outputs),
+                        ..CronInvocation::default()
+                    },
+                )
+                .await;
             let elapsed = started.elapsed();
             result.map_err(|e| anyhow::anyhow!("{e}"))?;
             // The first tenth warms the pool's slots and caches.

@@ -19,3 +19,11 @@ pub(crate) mod transformer {
         exports: { default: async },
     });
 }
+
+/// Bindings of the `spin-imports` world: Spin's variables interface.
+pub(crate) mod spin {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "weir:function/spin-imports",
+    });
+}

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Invocation durations from 100 µs to ~100 s.
@@ -31,6 +32,18 @@ pub struct Metrics {
     pub component_info: IntGaugeVec,
     /// `weir_build_info{version}` = 1.
     pub build_info: IntGaugeVec,
+    /// `weir_outbound_http_errors_total{function,kind}`; kind: denied, dns, connect, timeout, tls, too_large, bad_request, other.
+    pub outbound_http_errors: IntCounterVec,
+    /// `weir_fetch_bytes_total{function}`: response body bytes received by guests.
+    pub fetch_bytes: IntCounterVec,
+    /// `weir_feed_age_seconds{feed}`: now − the header timestamp of the feed last fetched.
+    pub feed_age: GaugeVec,
+    /// `weir_feed_unchanged_total{function,feed}`: fetches whose header timestamp had not advanced.
+    pub feed_unchanged: IntCounterVec,
+    /// `weir_kafka_produced_total{function,topic}`: messages acknowledged by the brokers.
+    pub kafka_produced: IntCounterVec,
+    /// `weir_kafka_produce_errors_total{function,topic}`: messages the brokers did not acknowledge.
+    pub kafka_produce_errors: IntCounterVec,
     /// The digest `component_info` shows per function.
     digests: Arc<Mutex<HashMap<String, String>>>,
 }
@@ -80,6 +93,39 @@ impl Metrics {
                 "weir build information (value 1).",
                 &["version"],
             ),
+            outbound_http_errors: counter(
+                "weir_outbound_http_errors_total",
+                "Outbound HTTP requests of guests that failed or were refused, by kind.",
+                &["function", "kind"],
+            ),
+            fetch_bytes: counter(
+                "weir_fetch_bytes_total",
+                "Response body bytes received by guests.",
+                &["function"],
+            ),
+            feed_age: GaugeVec::new(
+                Opts::new(
+                    "weir_feed_age_seconds",
+                    "Now minus the header timestamp of the feed last fetched.",
+                ),
+                &["feed"],
+            )
+            .unwrap_or_else(|e| unreachable!("static metric definition: {e}")),
+            feed_unchanged: counter(
+                "weir_feed_unchanged_total",
+                "Fetches whose feed header timestamp had not advanced; nothing was published.",
+                &["function", "feed"],
+            ),
+            kafka_produced: counter(
+                "weir_kafka_produced_total",
+                "Messages acknowledged by the Kafka brokers.",
+                &["function", "topic"],
+            ),
+            kafka_produce_errors: counter(
+                "weir_kafka_produce_errors_total",
+                "Messages the Kafka brokers did not acknowledge.",
+                &["function", "topic"],
+            ),
             digests: Arc::default(),
             registry: registry.clone(),
         };
@@ -90,6 +136,12 @@ impl Metrics {
             Box::new(m.missed_ticks.clone()),
             Box::new(m.component_info.clone()),
             Box::new(m.build_info.clone()),
+            Box::new(m.outbound_http_errors.clone()),
+            Box::new(m.fetch_bytes.clone()),
+            Box::new(m.feed_age.clone()),
+            Box::new(m.feed_unchanged.clone()),
+            Box::new(m.kafka_produced.clone()),
+            Box::new(m.kafka_produce_errors.clone()),
         ] {
             registry
                 .register(collector)

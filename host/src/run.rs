@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
+use crate::host::feed::FeedLedger;
 use crate::host::producer::OutMessage;
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
@@ -30,6 +31,9 @@ pub struct HostConfig {
     pub runtime: RuntimeConfig,
     /// Run every cron trigger once, immediately, then exit.
     pub once: bool,
+    /// Where durable host state lives (feed ledger; later Delta tables);
+    /// `None` keeps it in memory.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// A started host: triggers running, server bound.
@@ -72,6 +76,10 @@ impl Host {
             .map(|id| (id.as_str(), Arc::default()))
             .collect();
         let publish = Arc::new(NoKafka);
+        let ledger = Arc::new(match &config.data_dir {
+            Some(dir) => FeedLedger::open(&dir.join("feeds.json"))?,
+            None => FeedLedger::in_memory(),
+        });
         let mut once = JoinSet::new();
         for trigger in &manifest.triggers {
             match trigger {
@@ -82,6 +90,7 @@ impl Host {
                         cron.clone(),
                         component,
                         Arc::clone(&locks[cron.component.as_str()]),
+                        Arc::clone(&ledger),
                     );
                     let publish = Arc::clone(&publish);
                     if config.once {
@@ -145,14 +154,8 @@ fn load_components(
             continue;
         }
         let config = &manifest.components[trigger.component()];
-        let environment = config.environment.clone().into_iter().collect();
-        let component = runtime.load_file(
-            &config.id,
-            &config.source,
-            trigger.world(),
-            config.limits,
-            environment,
-        )?;
+        let component =
+            runtime.load_file(&config.id, &config.source, trigger.world(), config.into())?;
         tracing::info!(function = %component.id, digest = %component.digest, world = component.world.name(), "loaded component");
         runtime
             .metrics()

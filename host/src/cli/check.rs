@@ -31,8 +31,7 @@ impl CheckArgs {
                 &component.id,
                 &component.source,
                 trigger.world(),
-                component.limits,
-                Vec::new(),
+                component.into(),
             ) {
                 Ok(loaded) => println!(
                     "ok: trigger `{}`: component `{}` ({}) fits the `{}` world",

@@ -20,12 +20,18 @@ pub(super) struct UpArgs {
     /// Run every cron trigger once, now, then exit (non-zero if any failed).
     #[arg(long)]
     once: bool,
+    /// Directory for durable host state, relative to the manifest's directory.
+    #[arg(long, env = "WEIR_DATA_DIR", default_value = "data")]
+    data_dir: std::path::PathBuf,
 }
 
 impl UpArgs {
     pub(super) fn run(self) -> anyhow::Result<()> {
+        let manifest = self.manifest.load()?;
+        let data_dir = Some(manifest.dir.join(&self.data_dir));
         let config = HostConfig {
-            manifest: self.manifest.load()?,
+            manifest,
+            data_dir,
             listen: self.listen,
             runtime: RuntimeConfig::default(),
             once: self.once,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 pub use error::{Location, ManifestError, Problem};
-pub use variables::override_env_name;
+pub use variables::{is_valid_name as is_valid_variable_name, override_env_name};
 
 use crate::trigger::Trigger;
 use raw::{RawCommand, RawComponent, RawManifest};
@@ -128,6 +128,7 @@ impl Manifest {
             source,
             problems: Vec::new(),
             declared: Default::default(),
+            values: Default::default(),
         };
         let raw: RawManifest = match toml::from_str(source) {
             Ok(raw) => raw,
@@ -200,6 +201,8 @@ pub(crate) struct Validator<'a> {
     /// Every declared component id, valid or not, so a trigger naming a
     /// broken component is not also reported as naming an unknown one.
     declared: std::collections::BTreeSet<String>,
+    /// Application variable values, for expanding templates.
+    values: variables::Values,
 }
 
 impl Validator<'_> {
@@ -220,6 +223,28 @@ impl Validator<'_> {
     ) {
         let problem = self.problem(span, key.into(), message.into());
         self.problems.push(problem);
+    }
+
+    /// Expands a `variables = { name = "template" }` table found at `prefix`.
+    pub(crate) fn expand_variables(
+        &mut self,
+        templates: &BTreeMap<Spanned<String>, Spanned<String>>,
+        prefix: &str,
+    ) -> BTreeMap<String, String> {
+        let mut expanded = BTreeMap::new();
+        for (name, template) in templates {
+            let key = format!("{prefix}.variables.{}", name.get_ref());
+            if !variables::is_valid_name(name.get_ref()) {
+                self.report(&name.span(), &key, format!("invalid variable name `{}`: use lower-case letters, digits and `_`, starting with a letter", name.get_ref()));
+            }
+            match variables::expand(template.get_ref(), &self.values) {
+                Ok(value) => {
+                    expanded.insert(name.get_ref().clone(), value);
+                }
+                Err(why) => self.report(&template.span(), key, why),
+            }
+        }
+        expanded
     }
 
     /// Problems recorded so far.
@@ -267,7 +292,7 @@ impl Validator<'_> {
         if app.name.get_ref().trim().is_empty() {
             self.report(&app.name.span(), "application.name", "must not be empty");
         }
-        let values = self.variables(raw.variables, env);
+        self.values = self.variables(raw.variables, env);
         self.declared = raw
             .component
             .keys()
@@ -276,7 +301,7 @@ impl Validator<'_> {
         let components: BTreeMap<String, ComponentConfig> = raw
             .component
             .into_iter()
-            .filter_map(|(id, c)| self.component(id, c, &values, dir))
+            .filter_map(|(id, c)| self.component(id, c, dir))
             .map(|c| (c.id.clone(), c))
             .collect();
         for kind in raw.trigger.other.keys() {
@@ -368,7 +393,6 @@ impl Validator<'_> {
         &mut self,
         id: Spanned<String>,
         spanned: Spanned<RawComponent>,
-        values: &variables::Values,
         dir: &Path,
     ) -> Option<ComponentConfig> {
         let before = self.problems.len();
@@ -408,19 +432,7 @@ impl Validator<'_> {
                 );
             }
         }
-        let mut variables = BTreeMap::new();
-        for (name, template) in &c.variables {
-            let key = format!("{prefix}.variables.{}", name.get_ref());
-            if !variables::is_valid_name(name.get_ref()) {
-                self.report(&name.span(), &key, format!("invalid variable name `{}`: use lower-case letters, digits and `_`, starting with a letter", name.get_ref()));
-            }
-            match variables::expand(template.get_ref(), values) {
-                Ok(value) => {
-                    variables.insert(name.get_ref().clone(), value);
-                }
-                Err(why) => self.report(&template.span(), key, why),
-            }
-        }
+        let variables = self.expand_variables(&c.variables, &prefix);
         for (key, value) in [
             ("files", &c.files),
             ("key_value_stores", &c.key_value_stores),

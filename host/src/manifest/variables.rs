@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 /// Application variables after overrides: `None` means required and unset.
-pub(super) type Values = BTreeMap<String, Option<String>>;
+pub(crate) type Values = BTreeMap<String, Option<String>>;
 
 /// The environment variable that overrides application variable `name`.
 pub fn override_env_name(name: &str) -> String {
@@ -13,14 +13,14 @@ pub fn override_env_name(name: &str) -> String {
 
 /// Whether `name` is a valid variable name: lower-case letters, digits and
 /// `_`, starting with a letter (Spin's rule).
-pub(super) fn is_valid_name(name: &str) -> bool {
+pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Expands every `{{ name }}` in `template` from `values`.
-pub(super) fn expand(template: &str, values: &Values) -> Result<String, String> {
+pub(crate) fn expand(template: &str, values: &Values) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find("{{") {

@@ -1,6 +1,7 @@
 //! A component loaded for one world: compiled once, linked once into an
 //! `InstancePre`, then instantiated fresh for every invocation.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,10 +13,13 @@ use wasmtime::{Store, Trap};
 use super::Runtime;
 use super::error::{InvokeError, LoadError, TrapKind};
 use super::messages::{KafkaMessage, Outcome};
-use super::state::{GuestOutput, State};
+use super::state::{Capabilities, GuestOutput, State};
 use crate::bindings::{fetcher, transformer};
+use crate::host::feed::FeedObservation;
+use crate::host::outbound_http::{AllowedHost, HttpLimits, OutboundHttp};
 use crate::host::producer::{OutMessage, Outbox};
-use crate::manifest::Limits;
+use crate::host::variables::Variables;
+use crate::manifest::{ComponentConfig, Limits};
 
 /// The world a trigger needs its component to implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +52,53 @@ enum Pre {
     Transformer(transformer::TransformerPre<State>),
 }
 
+/// How a component runs, from its manifest entry.
+#[derive(Debug, Clone, Default)]
+pub struct ComponentSettings {
+    /// Deadline and memory cap of every invocation.
+    pub limits: Limits,
+    /// Environment variables the guest sees.
+    pub environment: Vec<(String, String)>,
+    /// Spin variables (templates expanded).
+    pub variables: BTreeMap<String, String>,
+    /// Where outbound HTTP may go.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Timeouts and size cap of outbound HTTP.
+    pub http: HttpLimits,
+}
+
+impl From<&ComponentConfig> for ComponentSettings {
+    fn from(c: &ComponentConfig) -> Self {
+        Self {
+            limits: c.limits,
+            environment: c.environment.clone().into_iter().collect(),
+            variables: c.variables.clone(),
+            allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
+            http: HttpLimits::default(),
+        }
+    }
+}
+
+/// What one cron tick hands its function besides the timestamp.
+#[derive(Debug, Clone, Default)]
+pub struct CronInvocation {
+    /// Topics the function may send to.
+    pub outputs: Arc<[String]>,
+    /// The trigger's variables, over the component's.
+    pub variables: BTreeMap<String, String>,
+    /// The trigger's feed, for `feed.observe`.
+    pub feed: Option<FeedObservation>,
+}
+
+/// What a successful cron invocation produced.
+#[derive(Debug, Clone, Default)]
+pub struct CronResult {
+    /// Messages to publish, in send order.
+    pub messages: Vec<OutMessage>,
+    /// The feed header timestamp the function reported, if any.
+    pub feed_timestamp: Option<u64>,
+}
+
 /// A component ready to be invoked; share it behind an `Arc`.
 pub struct LoadedComponent {
     /// The component id from the manifest.
@@ -58,7 +109,11 @@ pub struct LoadedComponent {
     pub world: World,
     /// Deadline and memory cap of every invocation.
     pub limits: Limits,
+    function: Arc<str>,
     environment: Vec<(String, String)>,
+    variables: Variables,
+    allowed: Arc<[AllowedHost]>,
+    http: HttpLimits,
     pre: Pre,
     runtime: Arc<Runtime>,
 }
@@ -85,15 +140,14 @@ impl Runtime {
         id: &str,
         path: &Path,
         world: World,
-        limits: Limits,
-        environment: Vec<(String, String)>,
+        settings: ComponentSettings,
     ) -> Result<LoadedComponent, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             function: id.to_owned(),
             path: path.display().to_string(),
             source,
         })?;
-        self.load(id, &bytes, world, limits, environment)
+        self.load(id, &bytes, world, settings)
     }
 
     /// Compiles and type-checks component `bytes` for `world`. Nothing runs.
@@ -102,8 +156,7 @@ impl Runtime {
         id: &str,
         bytes: &[u8],
         world: World,
-        limits: Limits,
-        environment: Vec<(String, String)>,
+        settings: ComponentSettings,
     ) -> Result<LoadedComponent, LoadError> {
         let function = id.to_owned();
         let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
@@ -133,11 +186,19 @@ impl Runtime {
             reason: format!("{e:#}"),
         })?;
         Ok(LoadedComponent {
+            function: Arc::from(function.as_str()),
             id: function,
             digest: digest(bytes),
             world,
-            limits,
-            environment,
+            limits: settings.limits,
+            environment: settings.environment,
+            variables: Arc::new(settings.variables),
+            allowed: settings
+                .allowed_outbound_hosts
+                .iter()
+                .filter_map(|h| AllowedHost::parse(h))
+                .collect(),
+            http: settings.http,
             pre,
             runtime: Arc::clone(self),
         })
@@ -150,6 +211,10 @@ impl Runtime {
     ) -> wasmtime::Result<wasmtime::component::InstancePre<State>> {
         let mut linker = Linker::<State>::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        crate::host::variables::add_to_linker(&mut linker)?;
         if world == World::Fetcher {
             fetcher::Fetcher::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s)?;
         }
@@ -184,16 +249,28 @@ impl LoadedComponent {
         &self.runtime.metrics
     }
 
-    /// Runs one cron tick. On success returns the messages the guest sent.
+    /// Runs one cron tick. On success returns what the guest sent.
     pub async fn handle_cron(
         &self,
         timestamp: u64,
-        outputs: Arc<[String]>,
-    ) -> (Result<Vec<OutMessage>, InvokeError>, GuestOutput) {
+        invocation: CronInvocation,
+    ) -> (Result<CronResult, InvokeError>, GuestOutput) {
         let Pre::Fetcher(pre) = &self.pre else {
             return (Err(self.wrong_world()), GuestOutput::default());
         };
-        let mut store = self.store(Outbox::new(outputs));
+        let variables = if invocation.variables.is_empty() {
+            Arc::clone(&self.variables)
+        } else {
+            let mut merged = (*self.variables).clone();
+            merged.extend(invocation.variables);
+            Arc::new(merged)
+        };
+        let mut store = self.store(Capabilities {
+            variables,
+            outbox: Outbox::new(invocation.outputs),
+            feed: invocation.feed,
+            hooks: self.hooks(),
+        });
         let started = Instant::now();
         let result = self
             .deadline(async {
@@ -212,8 +289,14 @@ impl LoadedComponent {
         };
         self.record(started, &result);
         let output = store.data().output();
-        let outbox = std::mem::take(&mut store.data_mut().outbox);
-        (result.map(|()| outbox.into_messages()), output)
+        let state = store.data_mut();
+        let outbox = std::mem::take(&mut state.outbox);
+        let feed_timestamp = state.feed.as_ref().and_then(|f| f.observed);
+        let result = result.map(|()| CronResult {
+            messages: outbox.into_messages(),
+            feed_timestamp,
+        });
+        (result, output)
     }
 
     /// Runs one batch. On success returns exactly one outcome per message.
@@ -225,7 +308,12 @@ impl LoadedComponent {
             return (Err(self.wrong_world()), GuestOutput::default());
         };
         let expected = messages.len();
-        let mut store = self.store(Outbox::default());
+        let mut store = self.store(Capabilities {
+            variables: Arc::clone(&self.variables),
+            outbox: Outbox::default(),
+            feed: None,
+            hooks: self.hooks(),
+        });
         let started = Instant::now();
         let input: Vec<_> = messages.into_iter().map(Into::into).collect();
         let result = self
@@ -252,8 +340,17 @@ impl LoadedComponent {
         (result, store.data().output())
     }
 
-    fn store(&self, outbox: Outbox) -> Store<State> {
-        let state = State::new(&self.environment, self.limits.max_memory, outbox);
+    fn hooks(&self) -> OutboundHttp {
+        OutboundHttp::new(
+            Arc::clone(&self.function),
+            Arc::clone(&self.allowed),
+            self.http,
+            Arc::clone(&self.runtime.metrics),
+        )
+    }
+
+    fn store(&self, caps: Capabilities) -> Store<State> {
+        let state = State::new(&self.environment, self.limits.max_memory, caps);
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.runtime.deadline_ticks(self.limits.timeout));

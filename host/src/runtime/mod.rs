@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use component::{LoadedComponent, World, digest};
+pub use component::{
+    ComponentSettings, CronInvocation, CronResult, LoadedComponent, World, digest,
+};
 pub use error::{InvokeError, LoadError, TrapKind};
 pub use state::GuestOutput;
 pub(crate) use state::State;
@@ -78,6 +80,7 @@ impl Runtime {
         let mut wasm = Config::new();
         wasm.epoch_interruption(true)
             .wasm_component_model(true)
+            .wasm_component_model_async(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm)?;
         let stop = Arc::new(AtomicBool::new(false));

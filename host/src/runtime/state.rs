@@ -1,12 +1,17 @@
-//! What one invocation's store holds: WASI context, resource table, memory
-//! limiter, the producer outbox and the guest's captured stdout/stderr.
+//! What one invocation's store holds: WASI and `wasi:http` contexts, the
+//! resource table, the memory limiter, the invocation's capabilities
+//! (variables, producer outbox, feed observation) and captured output.
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::limiter::MemoryLimiter;
 use super::output::CappedOutput;
+use crate::host::feed::FeedObservation;
+use crate::host::outbound_http::OutboundHttp;
 use crate::host::producer::Outbox;
+use crate::host::variables::Variables;
 
 /// Bytes of stdout and of stderr kept per invocation; the rest is dropped.
 const OUTPUT_CAPACITY: usize = 64 << 10;
@@ -14,9 +19,13 @@ const OUTPUT_CAPACITY: usize = 64 << 10;
 /// Store data of one invocation.
 pub(crate) struct State {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutboundHttp,
     table: ResourceTable,
     pub(super) limiter: MemoryLimiter,
+    pub(crate) variables: Variables,
     pub(crate) outbox: Outbox,
+    pub(crate) feed: Option<FeedObservation>,
     stdout: CappedOutput,
     stderr: CappedOutput,
 }
@@ -38,8 +47,21 @@ pub struct GuestOutput {
     pub stderr: String,
 }
 
+/// The capabilities of one invocation.
+#[derive(Debug)]
+pub(super) struct Capabilities {
+    pub(super) variables: Variables,
+    pub(super) outbox: Outbox,
+    pub(super) feed: Option<FeedObservation>,
+    pub(super) hooks: OutboundHttp,
+}
+
 impl State {
-    pub(super) fn new(environment: &[(String, String)], max_memory: u64, outbox: Outbox) -> Self {
+    pub(super) fn new(
+        environment: &[(String, String)],
+        max_memory: u64,
+        caps: Capabilities,
+    ) -> Self {
         let stdout = CappedOutput::new(OUTPUT_CAPACITY);
         let stderr = CappedOutput::new(OUTPUT_CAPACITY);
         let wasi = WasiCtx::builder()
@@ -49,9 +71,13 @@ impl State {
             .build();
         Self {
             wasi,
+            http: WasiHttpCtx::new(),
+            hooks: caps.hooks,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(max_memory),
-            outbox,
+            variables: caps.variables,
+            outbox: caps.outbox,
+            feed: caps.feed,
             stdout,
             stderr,
         }
@@ -70,6 +96,16 @@ impl WasiView for State {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
         }
     }
 }

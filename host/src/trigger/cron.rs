@@ -2,6 +2,7 @@
 //! component never runs twice at once (its triggers share a lock); ticks
 //! that pass while it runs are skipped and counted, never queued.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -12,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 use toml::Spanned;
 use tracing::Instrument;
 
+use crate::host::feed::{FeedLedger, FeedObservation};
 use crate::host::producer::OutMessage;
 use crate::manifest::Validator;
-use crate::runtime::{GuestOutput, LoadedComponent};
+use crate::runtime::{CronInvocation, GuestOutput, LoadedComponent};
 
 /// One `[[trigger.cron]]` table as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -30,6 +32,10 @@ pub struct CronTriggerConfig {
     /// Kafka topics the function may send to; anything else is refused.
     #[serde(default)]
     pub outputs: Vec<Spanned<String>>,
+    /// Variables for this trigger's invocations, over the component's own
+    /// (templates allowed): lets one component serve several feeds.
+    #[serde(default)]
+    pub variables: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 /// A validated cron trigger.
@@ -43,6 +49,8 @@ pub struct CronTrigger {
     pub schedule: cron::Schedule,
     /// Topics the function may send to.
     pub outputs: Arc<[String]>,
+    /// Variables overriding the component's for this trigger.
+    pub variables: BTreeMap<String, String>,
 }
 
 impl CronTriggerConfig {
@@ -80,12 +88,14 @@ impl CronTriggerConfig {
                 v.report(&topic.span(), format!("{key}.outputs"), why);
             }
         }
+        let variables = v.expand_variables(&self.variables, key);
         let schedule = schedule.filter(|_| v.problem_count() == before)?;
         Some(CronTrigger {
             id: self.id.clone().unwrap_or_else(|| format!("cron-{index}")),
             component: self.component.get_ref().clone(),
             schedule,
             outputs: self.outputs.iter().map(|t| t.get_ref().clone()).collect(),
+            variables,
         })
     }
 }
@@ -120,6 +130,7 @@ pub struct CronRunner {
     trigger: CronTrigger,
     component: Arc<LoadedComponent>,
     running: Arc<Mutex<()>>,
+    ledger: Arc<FeedLedger>,
 }
 
 impl CronRunner {
@@ -128,11 +139,13 @@ impl CronRunner {
         trigger: CronTrigger,
         component: Arc<LoadedComponent>,
         running: Arc<Mutex<()>>,
+        ledger: Arc<FeedLedger>,
     ) -> Self {
         Self {
             trigger,
             component,
             running,
+            ledger,
         }
     }
 
@@ -173,34 +186,50 @@ impl CronRunner {
         let span = tracing::info_span!("cron", function, trigger = %self.trigger.id, tick = %at);
         async {
             let timestamp = u64::try_from(at.timestamp()).unwrap_or_default();
-            let (result, output) = self
-                .component
-                .handle_cron(timestamp, Arc::clone(&self.trigger.outputs))
-                .await;
+            let feed_name = self.trigger.id.clone();
+            let last = self.ledger.last(&feed_name);
+            let metrics = Arc::new(self.component.metrics().clone());
+            let invocation = CronInvocation {
+                outputs: Arc::clone(&self.trigger.outputs),
+                variables: self.trigger.variables.clone(),
+                feed: Some(FeedObservation::new(
+                    feed_name.clone(),
+                    last,
+                    Arc::from(function),
+                    metrics,
+                )),
+            };
+            let (result, output) = self.component.handle_cron(timestamp, invocation).await;
             log_output(function, &output);
-            match result {
-                Ok(messages) => {
-                    let count = messages.len();
-                    match publish.publish(function, messages).await {
-                        Ok(()) => {
-                            tracing::debug!(count, "cron invocation succeeded");
-                            true
-                        }
-                        Err(e) => {
-                            tracing::error!(
-                                error = format!("{e:#}"),
-                                count,
-                                "publishing the invocation's messages failed"
-                            );
-                            false
-                        }
-                    }
-                }
+            let result = match result {
+                Ok(result) => result,
                 Err(e) => {
                     tracing::error!(outcome = e.outcome(), error = %e, "cron invocation failed");
-                    false
+                    return false;
                 }
+            };
+            let count = result.messages.len();
+            if let Err(e) = publish.publish(function, result.messages).await {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    count,
+                    "publishing the invocation's messages failed"
+                );
+                return false;
             }
+            let published = result
+                .feed_timestamp
+                .filter(|ts| last.is_none_or(|l| *ts > l));
+            if let Some(published) = published
+                && let Err(e) = self.ledger.commit(&feed_name, published)
+            {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "recording the published feed timestamp failed"
+                );
+            }
+            tracing::debug!(count, "cron invocation succeeded");
+            true
         }
         .instrument(span)
         .await

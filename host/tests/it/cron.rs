@@ -10,7 +10,7 @@ use weir::host::producer::OutMessage;
 use weir::manifest::Limits;
 use weir::trigger::cron::{CronRunner, CronTrigger, Publish};
 
-use crate::support::{guest, runtime, sample};
+use crate::support::{guest, runtime, sample, settings};
 
 /// Keeps what each successful tick published.
 #[derive(Debug, Default)]
@@ -29,6 +29,7 @@ fn every_second(id: &str, component: &str, outputs: &[&str]) -> CronTrigger {
         component: component.into(),
         schedule: cron::Schedule::from_str("* * * * * *").unwrap(),
         outputs: outputs.iter().map(|s| (*s).to_owned()).collect(),
+        variables: Default::default(),
     }
 }
 
@@ -41,14 +42,14 @@ async fn a_one_second_schedule_runs_at_least_twice_in_three_seconds() {
             "hello",
             &guest("ok"),
             World::Fetcher,
-            Limits::default(),
-            env,
+            settings(Limits::default(), env),
         )
         .unwrap(),
     );
     let runner = CronRunner::new(
         every_second("t", "hello", &["ticks"]),
         hello,
+        Arc::default(),
         Arc::default(),
     );
     let collected = Arc::new(Collect::default());
@@ -96,8 +97,7 @@ async fn runs_of_one_component_never_overlap_and_missed_ticks_are_counted() {
             "sleeper",
             &guest("sleep"),
             World::Fetcher,
-            Limits::default(),
-            env,
+            settings(Limits::default(), env),
         )
         .unwrap(),
     );
@@ -111,6 +111,7 @@ async fn runs_of_one_component_never_overlap_and_missed_ticks_are_counted() {
             every_second(id, "sleeper", &["sleeps"]),
             Arc::clone(&sleeper),
             Arc::clone(&lock),
+            Arc::default(),
         );
         tasks.push(tokio::spawn(
             runner.run(Arc::clone(&collected), shutdown.clone()),
@@ -153,12 +154,16 @@ async fn a_failing_tick_is_counted_and_publishes_nothing() {
             "trap",
             &guest("trap"),
             World::Fetcher,
-            Limits::default(),
-            Vec::new(),
+            settings(Limits::default(), Vec::new()),
         )
         .unwrap(),
     );
-    let runner = CronRunner::new(every_second("t", "trap", &[]), trap, Arc::default());
+    let runner = CronRunner::new(
+        every_second("t", "trap", &[]),
+        trap,
+        Arc::default(),
+        Arc::default(),
+    );
     let collected = Collect::default();
     assert!(!runner.tick(chrono::Utc::now(), &collected).await);
     assert!(collected.0.lock().unwrap().is_empty());

@@ -36,6 +36,7 @@ async fn metrics_endpoint_shows_counters_moving() {
         listen: "127.0.0.1:0".parse().unwrap(),
         runtime: RuntimeConfig::default(),
         once: false,
+        data_dir: None,
     };
     let shutdown = CancellationToken::new();
     let host = Host::start(config, shutdown.clone()).await.unwrap();

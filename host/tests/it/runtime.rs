@@ -7,7 +7,7 @@ use weir::manifest::Limits;
 use weir::runtime::messages::{KafkaMessage, Outcome};
 use weir::{InvokeError, LoadError, TrapKind, World};
 
-use crate::support::{guest, runtime, sample};
+use crate::support::{guest, outputs, runtime, sample, settings};
 
 fn limits(timeout_ms: u64, max_memory: u64) -> Limits {
     Limits {
@@ -16,7 +16,7 @@ fn limits(timeout_ms: u64, max_memory: u64) -> Limits {
     }
 }
 
-fn kind(result: &Result<Vec<weir::host::producer::OutMessage>, InvokeError>) -> Option<TrapKind> {
+fn kind<T>(result: &Result<T, InvokeError>) -> Option<TrapKind> {
     match result {
         Err(InvokeError::Trap { kind, .. }) => Some(*kind),
         _ => None,
@@ -32,15 +32,17 @@ async fn ok_guest_sends_its_message_and_prints() {
             "hello",
             &guest("ok"),
             World::Fetcher,
-            Limits::default(),
-            env,
+            settings(Limits::default(), env),
         )
         .unwrap();
     assert!(hello.digest.starts_with("sha256:") && hello.digest.len() == 7 + 64);
     let (result, output) = hello
-        .handle_cron(1_700_000_000, Arc::from(vec!["vehicle_topic".to_owned()]))
+        .handle_cron(
+            1_700_000_000,
+            outputs(Arc::from(vec!["vehicle_topic".to_owned()])),
+        )
         .await;
-    let messages = result.unwrap();
+    let messages = result.unwrap().messages;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].topic, "vehicle_topic");
     assert_eq!(messages[0].key.as_deref(), Some(&b"1700000000"[..]));
@@ -56,12 +58,11 @@ async fn sending_to_an_undeclared_topic_is_refused() {
             "hello",
             &guest("ok"),
             World::Fetcher,
-            Limits::default(),
-            env,
+            settings(Limits::default(), env),
         )
         .unwrap();
     let (result, _) = hello
-        .handle_cron(1, Arc::from(vec!["vehicle_topic".to_owned()]))
+        .handle_cron(1, outputs(Arc::from(vec!["vehicle_topic".to_owned()])))
         .await;
     match result {
         Err(InvokeError::Guest { message, .. }) => assert!(
@@ -81,12 +82,11 @@ async fn a_guest_that_loops_forever_is_stopped_at_its_deadline() {
             "looping",
             &guest("loop"),
             World::Fetcher,
-            limits(timeout, 64 << 20),
-            Vec::new(),
+            settings(limits(timeout, 64 << 20), Vec::new()),
         )
         .unwrap();
     let started = Instant::now();
-    let (result, _) = looping.handle_cron(1, Arc::from(Vec::new())).await;
+    let (result, _) = looping.handle_cron(1, outputs(Arc::from(Vec::new()))).await;
     let elapsed = started.elapsed();
     assert_eq!(kind(&result), Some(TrapKind::Timeout), "{result:?}");
     // Deadline + one 10 ms epoch tick; 100 ms more for instantiation and a noisy machine.
@@ -108,11 +108,10 @@ async fn a_guest_that_grows_past_its_memory_cap_fails_as_memory() {
             "alloc",
             &guest("alloc"),
             World::Fetcher,
-            limits(10_000, 16 << 20),
-            Vec::new(),
+            settings(limits(10_000, 16 << 20), Vec::new()),
         )
         .unwrap();
-    let (result, _) = alloc.handle_cron(1, Arc::from(Vec::new())).await;
+    let (result, _) = alloc.handle_cron(1, outputs(Arc::from(Vec::new()))).await;
     assert_eq!(kind(&result), Some(TrapKind::Memory), "{result:?}");
     let Err(e) = result else { unreachable!() };
     assert!(
@@ -129,8 +128,7 @@ async fn a_trap_is_an_error_value_and_the_runtime_keeps_serving() {
             "trap",
             &guest("trap"),
             World::Fetcher,
-            Limits::default(),
-            Vec::new(),
+            settings(Limits::default(), Vec::new()),
         )
         .unwrap();
     let looping = rt
@@ -138,8 +136,7 @@ async fn a_trap_is_an_error_value_and_the_runtime_keeps_serving() {
             "looping",
             &guest("loop"),
             World::Fetcher,
-            limits(50, 64 << 20),
-            Vec::new(),
+            settings(limits(50, 64 << 20), Vec::new()),
         )
         .unwrap();
     let alloc = rt
@@ -147,8 +144,7 @@ async fn a_trap_is_an_error_value_and_the_runtime_keeps_serving() {
             "alloc",
             &guest("alloc"),
             World::Fetcher,
-            limits(10_000, 8 << 20),
-            Vec::new(),
+            settings(limits(10_000, 8 << 20), Vec::new()),
         )
         .unwrap();
     let hello = rt
@@ -156,26 +152,36 @@ async fn a_trap_is_an_error_value_and_the_runtime_keeps_serving() {
             "hello",
             &guest("ok"),
             World::Fetcher,
-            Limits::default(),
-            Vec::new(),
+            settings(Limits::default(), Vec::new()),
         )
         .unwrap();
     for _ in 0..3 {
-        let (result, output) = trap.handle_cron(1, Arc::from(Vec::new())).await;
+        let (result, output) = trap.handle_cron(1, outputs(Arc::from(Vec::new()))).await;
         assert_eq!(kind(&result), Some(TrapKind::Trap), "{result:?}");
         assert!(
             output.stderr.contains("trap guest panics on purpose"),
             "{output:?}"
         );
         assert_eq!(
-            kind(&looping.handle_cron(1, Arc::from(Vec::new())).await.0),
+            kind(
+                &looping
+                    .handle_cron(1, outputs(Arc::from(Vec::new())))
+                    .await
+                    .0
+            ),
             Some(TrapKind::Timeout)
         );
         assert_eq!(
-            kind(&alloc.handle_cron(1, Arc::from(Vec::new())).await.0),
+            kind(&alloc.handle_cron(1, outputs(Arc::from(Vec::new()))).await.0),
             Some(TrapKind::Memory)
         );
-        assert!(hello.handle_cron(2, Arc::from(Vec::new())).await.0.is_ok());
+        assert!(
+            hello
+                .handle_cron(2, outputs(Arc::from(Vec::new())))
+                .await
+                .0
+                .is_ok()
+        );
     }
     let text = rt.metrics().encode();
     for (function, outcome) in [
@@ -213,14 +219,13 @@ async fn concurrent_invocations_get_separate_instances() {
             "hello",
             &guest("ok"),
             World::Fetcher,
-            Limits::default(),
-            Vec::new(),
+            settings(Limits::default(), Vec::new()),
         )
         .unwrap(),
     );
     let calls = (0..32).map(|i| {
         let hello = Arc::clone(&hello);
-        tokio::spawn(async move { hello.handle_cron(i, Arc::from(Vec::new())).await })
+        tokio::spawn(async move { hello.handle_cron(i, outputs(Arc::from(Vec::new()))).await })
     });
     for (i, call) in calls.enumerate() {
         let (result, output) = call.await.unwrap();
@@ -237,8 +242,7 @@ async fn transformer_returns_one_outcome_per_message() {
             "batch",
             &guest("batch"),
             World::Transformer,
-            Limits::default(),
-            Vec::new(),
+            settings(Limits::default(), Vec::new()),
         )
         .unwrap();
     let message = |offset: i64, value: &[u8]| KafkaMessage {
@@ -276,8 +280,7 @@ async fn components_of_the_wrong_world_or_no_component_at_all_are_refused() {
             "batch",
             &guest("batch"),
             World::Fetcher,
-            Limits::default(),
-            Vec::new(),
+            settings(Limits::default(), Vec::new()),
         )
         .unwrap_err();
     assert!(matches!(err, LoadError::WrongWorld { .. }), "{err:?}");
@@ -292,8 +295,7 @@ async fn components_of_the_wrong_world_or_no_component_at_all_are_refused() {
             "junk",
             b"\0asm not really",
             World::Fetcher,
-            Limits::default(),
-            Vec::new(),
+            settings(Limits::default(), Vec::new()),
         )
         .unwrap_err();
     assert!(matches!(err, LoadError::Compile { .. }), "{err:?}");
@@ -302,8 +304,7 @@ async fn components_of_the_wrong_world_or_no_component_at_all_are_refused() {
             "text",
             b"hello",
             World::Fetcher,
-            Limits::default(),
-            Vec::new(),
+            settings(Limits::default(), Vec::new()),
         )
         .unwrap_err();
     assert!(
@@ -321,14 +322,13 @@ async fn a_component_built_for_spins_cron_trigger_runs_unmodified() {
             "spin-cron",
             &guest("spin_cron"),
             World::Fetcher,
-            Limits::default(),
-            Vec::new(),
+            settings(Limits::default(), Vec::new()),
         )
         .unwrap();
-    let (result, output) = spin.handle_cron(42, Arc::from(Vec::new())).await;
-    assert!(result.unwrap().is_empty());
+    let (result, output) = spin.handle_cron(42, outputs(Arc::from(Vec::new()))).await;
+    assert!(result.unwrap().messages.is_empty());
     assert_eq!(output.stdout, "spin cron component at 42\n");
-    let (result, _) = spin.handle_cron(43, Arc::from(Vec::new())).await;
+    let (result, _) = spin.handle_cron(43, outputs(Arc::from(Vec::new()))).await;
     match result {
         Err(InvokeError::Guest { message, .. }) => assert_eq!(message, "odd timestamp 43"),
         other => panic!("expected the component's own error, got {other:?}"),

@@ -37,3 +37,23 @@ pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
         rest.trim().parse().ok()
     })
 }
+
+/// Settings with `limits` and guest environment `environment`.
+pub fn settings(
+    limits: weir::manifest::Limits,
+    environment: Vec<(String, String)>,
+) -> weir::runtime::ComponentSettings {
+    weir::runtime::ComponentSettings {
+        limits,
+        environment,
+        ..Default::default()
+    }
+}
+
+/// A cron invocation allowed to send to `outputs`.
+pub fn outputs(outputs: Arc<[String]>) -> weir::runtime::CronInvocation {
+    weir::runtime::CronInvocation {
+        outputs,
+        ..Default::default()
+    }
+}
