@@ -14,6 +14,9 @@ use super::Runtime;
 use super::error::{InvokeError, LoadError, TrapKind};
 use super::messages::{KafkaMessage, Outcome};
 use super::state::{Capabilities, GuestOutput, State};
+use crate::bindings::fetcher::weir::function::cron_types::{
+    Error as CronError, Metadata as CronMetadata,
+};
 use crate::bindings::{fetcher, transformer};
 use crate::host::feed::FeedObservation;
 use crate::host::outbound_http::{AllowedHost, HttpLimits, OutboundHttp};
@@ -274,16 +277,24 @@ impl LoadedComponent {
         let started = Instant::now();
         let result = self
             .deadline(async {
-                let instance = pre.instantiate_async(&mut store).await?;
-                let metadata = fetcher::weir::function::cron_types::Metadata { timestamp };
-                instance.call_handle_cron_event(&mut store, metadata).await
+                // Called through a typed func, not bindgen's `call_concurrent`:
+                // the WIT export is `async func`, yet a sync export of the
+                // same shape (Spin's cron world) must run too.
+                let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+                let handle = instance.get_typed_func::<(CronMetadata,), (Result<(), CronError>,)>(
+                    &mut store,
+                    "handle-cron-event",
+                )?;
+                let metadata = CronMetadata { timestamp };
+                handle
+                    .call_async(&mut store, (metadata,))
+                    .await
+                    .map(|(r,)| r)
             })
             .await;
         let result = match result {
             Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(fetcher::weir::function::cron_types::Error::Other(message)))) => {
-                Err(self.guest_error(message))
-            }
+            Ok(Ok(Err(CronError::Other(message)))) => Err(self.guest_error(message)),
             Ok(Err(trap)) => Err(self.trap(&store, &trap)),
             Err(elapsed) => Err(elapsed),
         };

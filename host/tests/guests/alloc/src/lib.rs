@@ -5,7 +5,7 @@ wit_bindgen::generate!({ path: "../../../../wit", world: "weir:function/fetcher"
 struct Alloc;
 
 impl Guest for Alloc {
-    fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
+    async fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
         let mut kept: Vec<Vec<u8>> = Vec::new();
         loop {
             kept.push(std::hint::black_box(vec![1u8; 1 << 20]));

@@ -5,7 +5,7 @@ wit_bindgen::generate!({ path: "../../../../wit", world: "weir:function/fetcher"
 struct Empty;
 
 impl Guest for Empty {
-    fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
+    async fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
         Ok(())
     }
 }

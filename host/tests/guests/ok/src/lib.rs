@@ -8,7 +8,7 @@ use weir::function::producer;
 struct Hello;
 
 impl Guest for Hello {
-    fn handle_cron_event(metadata: Metadata) -> Result<(), Error> {
+    async fn handle_cron_event(metadata: Metadata) -> Result<(), Error> {
         println!("tick {}", metadata.timestamp);
         let Ok(topic) = std::env::var("TOPIC") else {
             return Ok(());

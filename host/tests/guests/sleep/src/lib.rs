@@ -14,7 +14,7 @@ fn now_ms() -> u128 {
 }
 
 impl Guest for Sleep {
-    fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
+    async fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
         let ms = std::env::var("SLEEP_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
         let start = now_ms();
         std::thread::sleep(Duration::from_millis(ms));
