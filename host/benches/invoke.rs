@@ -11,6 +11,7 @@ use weir::runtime::{ComponentSettings, CronInvocation};
 use weir::{Metrics, Runtime, RuntimeConfig, World};
 
 #[path = "../tests/guests/locate.rs"]
+#[expect(dead_code, reason = "this bench uses only the guest fixtures")]
 mod locate;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -64,15 +65,19 @@ fn main() -> anyhow::Result<()> {
         "| empty guest: instantiate (InstancePre, pooling) + call + drop | iterations | median | p99 | mean |"
     );
     println!("|---|---|---|---|---|");
+    let resident = |bytes: usize| RuntimeConfig {
+        keep_resident: bytes,
+        ..RuntimeConfig::default()
+    };
     let variants = [
-        ("default (1 MiB kept resident)", RuntimeConfig::default()),
         (
-            "nothing kept resident (madvise every time)",
-            RuntimeConfig {
-                keep_resident: 0,
-                ..RuntimeConfig::default()
-            },
+            "default (RuntimeConfig::default())",
+            RuntimeConfig::default(),
         ),
+        ("nothing kept resident (madvise every time)", resident(0)),
+        ("1 MiB kept resident", resident(1 << 20)),
+        ("4 MiB kept resident", resident(4 << 20)),
+        ("16 MiB kept resident", resident(16 << 20)),
     ];
     for (name, config) in variants {
         let samples = measure(config, iterations)?;

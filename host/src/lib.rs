@@ -8,18 +8,22 @@
 //! - `bindings`: the one `bindgen!` of `wit/` (private).
 //! - [`host`]: capabilities offered to guests (the Kafka `producer` outbox).
 //! - [`trigger`]: `cron` and `kafka` triggers, their config and run loops.
+//! - [`sink`]: where output goes (the Kafka producer).
 //! - [`metrics`]: every metric name and label, in one registry.
 //! - [`admin`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`).
+//! - [`devfeed`]: a local server replaying generated GTFS-RT feeds.
 //! - [`run`]: `weir up`'s run loop; [`cli`]: the subcommands; [`telemetry`]: logging.
 
 pub mod admin;
 mod bindings;
 pub mod cli;
+pub mod devfeed;
 pub mod host;
 pub mod manifest;
 pub mod metrics;
 pub mod run;
 pub mod runtime;
+pub mod sink;
 pub mod telemetry;
 pub mod trigger;
 

@@ -17,6 +17,7 @@ use crate::host::producer::OutMessage;
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::runtime::{LoadedComponent, Runtime, RuntimeConfig, World};
+use crate::sink::kafka::{KafkaSink, KafkaSinkConfig};
 use crate::trigger::Trigger;
 use crate::trigger::cron::{CronRunner, Publish};
 
@@ -31,6 +32,8 @@ pub struct HostConfig {
     pub runtime: RuntimeConfig,
     /// Run every cron trigger once, immediately, then exit.
     pub once: bool,
+    /// Kafka bootstrap servers; `None`: no Kafka sink.
+    pub kafka_brokers: Option<String>,
     /// Where durable host state lives (feed ledger; later Delta tables);
     /// `None` keeps it in memory.
     pub data_dir: Option<std::path::PathBuf>,
@@ -75,7 +78,25 @@ impl Host {
             .keys()
             .map(|id| (id.as_str(), Arc::default()))
             .collect();
-        let publish = Arc::new(NoKafka);
+        let publish = Arc::new(match &config.kafka_brokers {
+            Some(brokers) => {
+                let sink = KafkaSink::new(KafkaSinkConfig::new(brokers), Arc::clone(&metrics))?;
+                let outputs: Vec<String> = manifest
+                    .triggers
+                    .iter()
+                    .filter_map(|t| match t {
+                        Trigger::Cron(c) => Some(c.outputs.iter().cloned()),
+                        Trigger::Kafka(_) => None,
+                    })
+                    .flatten()
+                    .collect();
+                sink.ensure_topics(&outputs)
+                    .await
+                    .with_context(|| format!("preparing the output topics on `{brokers}`"))?;
+                Publisher::Kafka(sink)
+            }
+            None => Publisher::Unconfigured,
+        });
         let ledger = Arc::new(match &config.data_dir {
             Some(dir) => FeedLedger::open(&dir.join("feeds.json"))?,
             None => FeedLedger::in_memory(),
@@ -165,19 +186,23 @@ fn load_components(
     Ok(loaded)
 }
 
-/// The publisher used while no Kafka sink is configured: an invocation that
-/// sends messages fails loudly instead of losing them quietly.
+/// Where cron ticks publish: the Kafka sink, or nothing configured, in
+/// which case a tick that sends messages fails loudly instead of losing them.
 #[derive(Debug)]
-struct NoKafka;
+enum Publisher {
+    Kafka(KafkaSink),
+    Unconfigured,
+}
 
-impl Publish for NoKafka {
+impl Publish for Publisher {
     async fn publish(&self, function: &str, messages: Vec<OutMessage>) -> anyhow::Result<()> {
-        if messages.is_empty() {
-            return Ok(());
+        match self {
+            Self::Kafka(sink) => sink.publish(function, messages).await,
+            Self::Unconfigured if messages.is_empty() => Ok(()),
+            Self::Unconfigured => anyhow::bail!(
+                "`{function}` sent {} message(s) but no Kafka brokers are configured (set WEIR_KAFKA_BROKERS)",
+                messages.len()
+            ),
         }
-        anyhow::bail!(
-            "`{function}` sent {} message(s) but no Kafka brokers are configured",
-            messages.len()
-        )
     }
 }

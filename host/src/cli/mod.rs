@@ -2,6 +2,7 @@
 
 mod build;
 mod check;
+mod dev_feed;
 mod up;
 
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Run the application's triggers until Ctrl-C.
     Up(up::UpArgs),
+    /// Serve generated GTFS-Realtime feeds (vehicles, trip updates, alerts) on a local port.
+    DevFeed(dev_feed::DevFeedArgs),
 }
 
 /// The manifest argument every subcommand shares.
@@ -57,6 +60,7 @@ impl Cli {
             Command::Build(args) => args.run(),
             Command::Check(args) => args.run(),
             Command::Up(args) => args.run(),
+            Command::DevFeed(args) => args.run(),
         }
     }
 }

@@ -20,6 +20,9 @@ pub(super) struct UpArgs {
     /// Run every cron trigger once, now, then exit (non-zero if any failed).
     #[arg(long)]
     once: bool,
+    /// Kafka bootstrap servers (default: `[application.trigger.kafka] brokers`).
+    #[arg(long, env = "WEIR_KAFKA_BROKERS")]
+    brokers: Option<String>,
     /// Directory for durable host state, relative to the manifest's directory.
     #[arg(long, env = "WEIR_DATA_DIR", default_value = "data")]
     data_dir: std::path::PathBuf,
@@ -29,9 +32,17 @@ impl UpArgs {
     pub(super) fn run(self) -> anyhow::Result<()> {
         let manifest = self.manifest.load()?;
         let data_dir = Some(manifest.dir.join(&self.data_dir));
+        let kafka_brokers = self.brokers.or_else(|| {
+            manifest
+                .application
+                .kafka
+                .as_ref()
+                .and_then(|k| k.brokers.clone())
+        });
         let config = HostConfig {
             manifest,
             data_dir,
+            kafka_brokers,
             listen: self.listen,
             runtime: RuntimeConfig::default(),
             once: self.once,
@@ -46,7 +57,7 @@ impl UpArgs {
 }
 
 /// Cancels `shutdown` on the first SIGINT (Ctrl-C) or SIGTERM.
-async fn cancel_on_signal(shutdown: CancellationToken) {
+pub(super) async fn cancel_on_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

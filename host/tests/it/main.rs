@@ -6,6 +6,7 @@
 
 mod cli;
 mod cron;
+mod fetch;
 mod manifest;
 mod metrics;
 mod runtime;

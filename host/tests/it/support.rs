@@ -8,7 +8,7 @@ use weir::{Metrics, Runtime, RuntimeConfig};
 
 #[path = "../guests/locate.rs"]
 mod locate;
-pub use locate::guest;
+pub use locate::{function, guest};
 
 /// A runtime with its own metrics.
 pub fn runtime() -> Arc<Runtime> {
