@@ -3,6 +3,7 @@
 mod build;
 mod check;
 mod dev_feed;
+mod feed;
 mod up;
 
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Run the application's triggers until Ctrl-C.
     Up(up::UpArgs),
+    /// Work with GTFS-Realtime feeds: `weir feed decode <file-or-url>`.
+    Feed(feed::FeedArgs),
     /// Serve generated GTFS-Realtime feeds (vehicles, trip updates, alerts) on a local port.
     DevFeed(dev_feed::DevFeedArgs),
 }
@@ -61,6 +64,7 @@ impl Cli {
             Command::Check(args) => args.run(),
             Command::Up(args) => args.run(),
             Command::DevFeed(args) => args.run(),
+            Command::Feed(args) => args.run(),
         }
     }
 }

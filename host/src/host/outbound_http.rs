@@ -35,6 +35,17 @@ impl Default for HttpLimits {
     }
 }
 
+impl From<&crate::manifest::Limits> for HttpLimits {
+    fn from(limits: &crate::manifest::Limits) -> Self {
+        Self {
+            connect_timeout: limits.http_timeout.min(Duration::from_secs(5)),
+            first_byte_timeout: limits.http_timeout,
+            between_bytes_timeout: limits.http_timeout,
+            max_response_bytes: limits.max_response_bytes,
+        }
+    }
+}
+
 /// One `allowed_outbound_hosts` entry: `scheme://host[:port]`, where scheme,
 /// host (or its leftmost labels, `*.example.com`) and port may be `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]

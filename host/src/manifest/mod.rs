@@ -92,6 +92,11 @@ pub struct Limits {
     pub timeout: Duration,
     /// Largest linear memory an instance may grow to, in bytes (`max_memory`).
     pub max_memory: u64,
+    /// Longest wait of an outbound HTTP request for its response head and
+    /// between body chunks (`http_timeout_ms`, default 10 s).
+    pub http_timeout: Duration,
+    /// Largest outbound HTTP response body accepted (`max_response_bytes`, default 64 MiB).
+    pub max_response_bytes: u64,
 }
 
 impl Default for Limits {
@@ -99,6 +104,8 @@ impl Default for Limits {
         Self {
             timeout: DEFAULT_TIMEOUT,
             max_memory: DEFAULT_MAX_MEMORY,
+            http_timeout: Duration::from_secs(10),
+            max_response_bytes: 64 << 20,
         }
     }
 }
@@ -485,6 +492,26 @@ impl Validator<'_> {
                 );
             }
             limits.timeout = Duration::from_millis(*ms.get_ref());
+        }
+        if let Some(ms) = tool.http_timeout_ms {
+            if *ms.get_ref() == 0 {
+                self.report(
+                    &ms.span(),
+                    format!("{prefix}.tool.weir.http_timeout_ms"),
+                    "must be at least 1",
+                );
+            }
+            limits.http_timeout = Duration::from_millis(*ms.get_ref());
+        }
+        if let Some(size) = tool.max_response_bytes {
+            match parse_bytes(size.get_ref()) {
+                Ok(bytes) => limits.max_response_bytes = bytes,
+                Err(why) => self.report(
+                    &size.span(),
+                    format!("{prefix}.tool.weir.max_response_bytes"),
+                    why,
+                ),
+            }
         }
         if let Some(mem) = tool.max_memory {
             match parse_bytes(mem.get_ref()) {

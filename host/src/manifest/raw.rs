@@ -137,4 +137,8 @@ pub(super) struct RawWeirTool {
     pub timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     pub max_memory: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub http_timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_response_bytes: Option<Spanned<toml::Value>>,
 }

@@ -77,7 +77,7 @@ impl From<&ComponentConfig> for ComponentSettings {
             environment: c.environment.clone().into_iter().collect(),
             variables: c.variables.clone(),
             allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
-            http: HttpLimits::default(),
+            http: HttpLimits::from(&c.limits),
         }
     }
 }

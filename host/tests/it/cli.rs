@@ -196,6 +196,8 @@ fn every_subcommand_has_help() {
         &["up", "--help"],
         &["build", "--help"],
         &["check", "--help"],
+        &["dev-feed", "--help"],
+        &["feed", "decode", "--help"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(args)
@@ -204,4 +206,87 @@ fn every_subcommand_has_help() {
         assert!(output.status.success());
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage: weir"));
     }
+}
+
+#[test]
+fn feed_decode_prints_what_the_fetch_component_would_send() {
+    let app = format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "decode-test"
+[[trigger.cron]]
+component = "gtfs-fetch"
+cron_expression = "0 0 0 1 1 * 2099"
+[component.gtfs-fetch]
+source = "{}"
+"#,
+        crate::support::function("gtfs-fetch").display()
+    );
+    let (_dir, path) = manifest(&app);
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/gtfs-rt");
+    let cases = [
+        (
+            "caltrain-2023-vehicle-positions.pb",
+            "messages: 14\nvehicle: 14\nheader timestamp: 1699405559\n",
+        ),
+        (
+            "ztm-poznan-2026-vehicle_positions.pb",
+            "messages: 544\nvehicle: 544\nheader timestamp: 1769612639\n",
+        ),
+        (
+            "bart-2019-trip-updates.pb",
+            "messages: 91\ntrip_update: 91\nheader timestamp: 1565199921\n",
+        ),
+        (
+            "bart-2019-alerts.pb",
+            "messages: 1\nalert: 1\nheader timestamp: 1565199942\n",
+        ),
+        (
+            "nyct-subway-2021-a_division.pb",
+            "messages: 460\nalert: 1\ntrip_update: 285\nvehicle: 174\nheader timestamp: 1637960185\n",
+        ),
+        (
+            "empty-alerts.pb",
+            "messages: 0\nheader timestamp: none (no entities)\n",
+        ),
+    ];
+    for (file, expected) in cases {
+        let output = weir(
+            &[
+                "feed",
+                "decode",
+                "--summary",
+                &shared.join(file).display().to_string(),
+            ],
+            &path,
+        );
+        assert!(output.status.success(), "{file}: {}", text(&output));
+        assert_eq!(String::from_utf8_lossy(&output.stdout), expected, "{file}");
+    }
+    let output = weir(
+        &[
+            "feed",
+            "decode",
+            &shared.join("bart-2019-alerts.pb").display().to_string(),
+        ],
+        &path,
+    );
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(line["alert"]["cause"], "MEDICAL_EMERGENCY");
+
+    let output = weir(
+        &[
+            "feed",
+            "decode",
+            &shared.join("invalid-not-protobuf.pb").display().to_string(),
+        ],
+        &path,
+    );
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("not a GTFS-Realtime FeedMessage (17 bytes)"),
+        "{}",
+        text(&output)
+    );
 }

@@ -7,6 +7,7 @@
 mod cli;
 mod cron;
 mod fetch;
+mod fetch_bad_input;
 mod manifest;
 mod metrics;
 mod runtime;

@@ -13,6 +13,7 @@ fn limits(timeout_ms: u64, max_memory: u64) -> Limits {
     Limits {
         timeout: Duration::from_millis(timeout_ms),
         max_memory,
+        ..Limits::default()
     }
 }
 

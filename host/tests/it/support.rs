@@ -44,6 +44,7 @@ pub fn settings(
     environment: Vec<(String, String)>,
 ) -> weir::runtime::ComponentSettings {
     weir::runtime::ComponentSettings {
+        http: (&limits).into(),
         limits,
         environment,
         ..Default::default()

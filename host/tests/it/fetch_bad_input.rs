@@ -1,0 +1,220 @@
+//! Hostile and broken feeds against the real gtfs-fetch component and the
+//! host's outbound HTTP: each fails (or skips) with a specific error and a
+//! metric, returns no messages, and the next invocation still works.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use gtfs_rt::pb;
+use weir::manifest::Limits;
+use weir::runtime::{ComponentSettings, CronInvocation};
+use weir::{InvokeError, LoadedComponent, World};
+
+use crate::support::{function, runtime, sample};
+
+fn shared(name: &str) -> Vec<u8> {
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/gtfs-rt")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// A feed with one vehicle entity that carries nothing optional.
+fn minimal_feed() -> Vec<u8> {
+    gtfs_rt::encode(&pb::FeedMessage {
+        header: pb::FeedHeader {
+            gtfs_realtime_version: "2.0".into(),
+            ..Default::default()
+        },
+        entity: vec![pb::FeedEntity {
+            id: "bare".into(),
+            vehicle: Some(pb::VehiclePosition::default()),
+            ..Default::default()
+        }],
+    })
+}
+
+async fn feed_server() -> u16 {
+    let trip_updates = shared("bart-2019-trip-updates.pb");
+    let truncated = trip_updates[..trip_updates.len() / 2].to_vec();
+    let app = Router::new()
+        .route(
+            "/ok",
+            get(|| async {
+                gtfs_rt::encode(
+                    &gtfs_rt::sample::Sample::new(5, 1).vehicle_positions(1_700_000_000),
+                )
+            }),
+        )
+        .route(
+            "/404",
+            get(|| async { (StatusCode::NOT_FOUND, "no such feed") }),
+        )
+        .route(
+            "/500",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "upstream broke") }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "late"
+            }),
+        )
+        .route("/empty", get(|| async { Vec::<u8>::new() }))
+        .route(
+            "/garbage",
+            get(move || async move { shared("invalid-not-protobuf.pb") }),
+        )
+        .route("/truncated", get(move || async move { truncated }))
+        .route("/big", get(|| async { vec![0u8; 2 << 20] }))
+        .route(
+            "/big-chunked",
+            get(|| async {
+                let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(vec![0u8; 64 << 10]));
+                Body::from_stream(futures::stream::iter(chunks)).into_response()
+            }),
+        )
+        .route("/zero", get(|| async { shared("empty-alerts.pb") }))
+        .route("/minimal", get(|| async { minimal_feed() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+async fn fetch(
+    component: &LoadedComponent,
+    url: String,
+) -> Result<Vec<weir::host::producer::OutMessage>, InvokeError> {
+    let invocation = CronInvocation {
+        outputs: Arc::from(vec!["t".to_owned()]),
+        variables: BTreeMap::from([
+            ("feed_url".to_owned(), url),
+            ("topic".to_owned(), "t".to_owned()),
+        ]),
+        feed: None,
+    };
+    component
+        .handle_cron(1, invocation)
+        .await
+        .0
+        .map(|r| r.messages)
+}
+
+fn guest_error(result: Result<Vec<weir::host::producer::OutMessage>, InvokeError>) -> String {
+    match result {
+        Err(InvokeError::Guest { message, .. }) => message,
+        other => panic!("expected the function's own error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn broken_feeds_fail_with_specific_errors_and_metrics() {
+    let port = feed_server().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rt = runtime();
+    let limits = Limits {
+        http_timeout: Duration::from_millis(500),
+        max_response_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let settings = ComponentSettings {
+        http: (&limits).into(),
+        limits,
+        allowed_outbound_hosts: vec![
+            format!("http://127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{closed}"),
+        ],
+        ..Default::default()
+    };
+    let fetcher = rt
+        .load_file(
+            "gtfs-fetch",
+            &function("gtfs-fetch"),
+            World::Fetcher,
+            settings,
+        )
+        .unwrap();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let errors = |kind: &str| {
+        let text = rt.metrics().encode();
+        sample(
+            &text,
+            &format!("weir_outbound_http_errors_total{{function=\"gtfs-fetch\",kind=\"{kind}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+
+    let cases: [(&str, &str); 6] = [
+        ("/404", "returned HTTP 404 Not Found"),
+        ("/500", "returned HTTP 500 Internal Server Error"),
+        ("/empty", "empty feed: zero bytes"),
+        ("/garbage", "not a GTFS-Realtime FeedMessage"),
+        ("/truncated", "not a GTFS-Realtime FeedMessage"),
+        ("/slow", "failed"),
+    ];
+    for (path, expected) in cases {
+        let message = guest_error(fetch(&fetcher, url(path)).await);
+        assert!(message.contains(expected), "{path}: {message}");
+        assert!(
+            fetch(&fetcher, url("/ok")).await.is_ok(),
+            "the next invocation after {path} works"
+        );
+    }
+    assert_eq!(errors("timeout"), 1.0);
+
+    for path in ["/big", "/big-chunked"] {
+        let message = guest_error(fetch(&fetcher, url(path)).await);
+        assert!(message.contains("failed"), "{path}: {message}");
+    }
+    assert_eq!(errors("too_large"), 2.0);
+
+    let message = guest_error(fetch(&fetcher, format!("http://127.0.0.1:{closed}/ok")).await);
+    assert!(
+        message.contains("GET") && message.contains("failed"),
+        "{message}"
+    );
+    assert_eq!(errors("connect"), 1.0);
+
+    let other_port = if port == 1 { 2 } else { port - 1 };
+    let message = guest_error(fetch(&fetcher, format!("http://127.0.0.1:{other_port}/ok")).await);
+    assert!(message.contains("HttpRequestDenied"), "{message}");
+    assert_eq!(errors("denied"), 1.0);
+
+    assert!(
+        fetch(&fetcher, url("/zero")).await.unwrap().is_empty(),
+        "a feed with no entities sends nothing"
+    );
+    let bare = fetch(&fetcher, url("/minimal")).await.unwrap();
+    assert_eq!(bare.len(), 1);
+    let value: serde_json::Value = serde_json::from_slice(&bare[0].value).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({"entity_type": "vehicle", "gtfs_realtime_version": "2.0", "id": "bare", "vehicle": {}})
+    );
+    assert_eq!(bare[0].key.as_deref(), Some(&b"bare"[..]));
+
+    let text = rt.metrics().encode();
+    assert_eq!(
+        sample(
+            &text,
+            r#"weir_invocations_total{function="gtfs-fetch",outcome="error"}"#
+        ),
+        Some(10.0),
+        "{text}"
+    );
+}
