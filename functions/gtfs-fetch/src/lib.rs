@@ -60,16 +60,16 @@ async fn fetch_and_send() -> Result<(), String> {
         println!("{url}: header timestamp {timestamp} unchanged, nothing sent");
         return Ok(());
     }
-    let mut sent = 0usize;
-    for message in gtfs_rt::messages(&feed) {
-        producer::send(&topic, Some(message.key.as_bytes()), &message.value).map_err(|e| {
-            format!(
-                "sending entity `{}` to `{topic}` failed: {e:?}",
-                message.key
-            )
-        })?;
-        sent += 1;
-    }
+    let batch: Vec<producer::Message> = gtfs_rt::messages(&feed)
+        .map(|m| producer::Message {
+            topic: topic.clone(),
+            key: Some(m.key.into_bytes()),
+            value: m.value,
+        })
+        .collect();
+    let sent = batch.len();
+    producer::send_batch(&batch)
+        .map_err(|e| format!("sending {sent} entities to `{topic}` failed: {e:?}"))?;
     println!("{url}: {sent} entities sent to {topic}");
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::bindings::fetcher::weir::function::producer::{Host, SendError};
+use crate::bindings::fetcher::weir::function::producer::{Host, Message, SendError};
 use crate::runtime::State;
 
 /// Most bytes (keys + values) one invocation may buffer.
@@ -66,7 +66,34 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// Buffers all of `messages` or, on the first refusal, none of them.
+    pub fn push_all(&mut self, messages: Vec<OutMessage>) -> Result<(), SendError> {
+        let (len, bytes) = (self.messages.len(), self.bytes);
+        for message in messages {
+            if let Err(e) = self.push(message) {
+                self.messages.truncate(len);
+                self.bytes = bytes;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Host for State {
+    fn send_batch(&mut self, messages: Vec<Message>) -> Result<(), SendError> {
+        let messages = messages
+            .into_iter()
+            .map(|m| OutMessage {
+                topic: m.topic,
+                key: m.key,
+                value: m.value,
+            })
+            .collect();
+        self.outbox.push_all(messages)
+    }
+
     fn send(
         &mut self,
         topic: String,
@@ -97,5 +124,13 @@ mod tests {
             matches!(outbox.push(msg("other")), Err(SendError::TopicNotAllowed(m)) if m.contains("`other`"))
         );
         assert_eq!(outbox.into_messages().len(), 1);
+    }
+
+    #[test]
+    fn a_batch_is_all_or_nothing() {
+        let mut outbox = Outbox::new(vec!["a".to_owned()].into());
+        assert!(outbox.push_all(vec![msg("a"), msg("a")]).is_ok());
+        assert!(outbox.push_all(vec![msg("a"), msg("b"), msg("a")]).is_err());
+        assert_eq!(outbox.into_messages().len(), 2);
     }
 }
