@@ -10,12 +10,14 @@
 //! - [`trigger`]: `cron` and `kafka` triggers, their config and run loops.
 //! - [`sink`]: where output goes (the Kafka producer).
 //! - [`metrics`]: every metric name and label, in one registry.
+//! - [`broker`]: the embedded Kafka-protocol broker of local mode (tansu).
 //! - [`admin`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`).
 //! - [`devfeed`]: a local server replaying generated GTFS-RT feeds.
 //! - [`run`]: `weir up`'s run loop; [`cli`]: the subcommands; [`telemetry`]: logging.
 
 pub mod admin;
 mod bindings;
+pub mod broker;
 pub mod cli;
 pub mod devfeed;
 pub mod host;

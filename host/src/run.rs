@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
+use crate::broker::EmbeddedBroker;
 use crate::host::feed::FeedLedger;
 use crate::host::producer::OutMessage;
 use crate::manifest::Manifest;
@@ -32,11 +33,23 @@ pub struct HostConfig {
     pub runtime: RuntimeConfig,
     /// Run every cron trigger once, immediately, then exit.
     pub once: bool,
-    /// Kafka bootstrap servers; `None`: no Kafka sink.
-    pub kafka_brokers: Option<String>,
+    /// Which Kafka cluster output goes to.
+    pub kafka: KafkaMode,
     /// Where durable host state lives (feed ledger; later Delta tables);
     /// `None` keeps it in memory.
     pub data_dir: Option<std::path::PathBuf>,
+}
+
+/// Which Kafka cluster the host talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KafkaMode {
+    /// An existing cluster: bootstrap servers `host:port[,…]`.
+    Brokers(String),
+    /// Start the embedded broker (tansu, sqlite under `data_dir/broker`)
+    /// if any trigger needs Kafka.
+    Embedded,
+    /// No Kafka: a tick that sends messages fails.
+    Off,
 }
 
 /// A started host: triggers running, server bound.
@@ -46,7 +59,11 @@ pub struct Host {
     pub addr: SocketAddr,
     /// The host's metrics.
     pub metrics: Arc<Metrics>,
+    /// Bootstrap servers in use, if any.
+    pub kafka_brokers: Option<String>,
     tasks: JoinSet<anyhow::Result<()>>,
+    /// Kept alive for as long as the host runs.
+    _broker: Option<EmbeddedBroker>,
 }
 
 /// Runs the host until `shutdown` is cancelled (or, with `once`, until every
@@ -78,18 +95,39 @@ impl Host {
             .keys()
             .map(|id| (id.as_str(), Arc::default()))
             .collect();
-        let publish = Arc::new(match &config.kafka_brokers {
+        let outputs: Vec<String> = manifest
+            .triggers
+            .iter()
+            .filter_map(|t| match t {
+                Trigger::Cron(c) => Some(c.outputs.iter().cloned()),
+                Trigger::Kafka(_) => None,
+            })
+            .flatten()
+            .collect();
+        let needs_kafka = !outputs.is_empty()
+            || manifest
+                .triggers
+                .iter()
+                .any(|t| matches!(t, Trigger::Kafka(_)));
+        let broker = match (&config.kafka, &config.data_dir) {
+            (KafkaMode::Embedded, Some(dir)) if needs_kafka => {
+                Some(EmbeddedBroker::start(&dir.join("broker"), 0).await?)
+            }
+            (KafkaMode::Embedded, None) if needs_kafka => {
+                anyhow::bail!(
+                    "the embedded Kafka broker needs a data dir; or set WEIR_KAFKA_BROKERS"
+                )
+            }
+            _ => None,
+        };
+        let kafka_brokers = match (&config.kafka, &broker) {
+            (KafkaMode::Brokers(brokers), _) => Some(brokers.clone()),
+            (_, Some(broker)) => Some(broker.bootstrap.clone()),
+            _ => None,
+        };
+        let publish = Arc::new(match &kafka_brokers {
             Some(brokers) => {
                 let sink = KafkaSink::new(KafkaSinkConfig::new(brokers), Arc::clone(&metrics))?;
-                let outputs: Vec<String> = manifest
-                    .triggers
-                    .iter()
-                    .filter_map(|t| match t {
-                        Trigger::Cron(c) => Some(c.outputs.iter().cloned()),
-                        Trigger::Kafka(_) => None,
-                    })
-                    .flatten()
-                    .collect();
                 sink.ensure_topics(&outputs)
                     .await
                     .with_context(|| format!("preparing the output topics on `{brokers}`"))?;
@@ -145,7 +183,9 @@ impl Host {
         Ok(Self {
             addr,
             metrics,
+            kafka_brokers,
             tasks,
+            _broker: broker,
         })
     }
 

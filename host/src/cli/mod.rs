@@ -2,6 +2,7 @@
 
 mod build;
 mod check;
+mod dev_broker;
 mod dev_feed;
 mod feed;
 mod up;
@@ -29,6 +30,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Run the application's triggers until Ctrl-C.
     Up(up::UpArgs),
+    /// Run the embedded Kafka-protocol broker (tansu, sqlite log) and print its address.
+    DevBroker(dev_broker::DevBrokerArgs),
     /// Work with GTFS-Realtime feeds: `weir feed decode <file-or-url>`.
     Feed(feed::FeedArgs),
     /// Serve generated GTFS-Realtime feeds (vehicles, trip updates, alerts) on a local port.
@@ -65,6 +68,7 @@ impl Cli {
             Command::Up(args) => args.run(),
             Command::DevFeed(args) => args.run(),
             Command::Feed(args) => args.run(),
+            Command::DevBroker(args) => args.run(),
         }
     }
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::ManifestArg;
-use crate::run::{HostConfig, run};
+use crate::run::{HostConfig, KafkaMode, run};
 use crate::runtime::RuntimeConfig;
 
 /// Arguments of `weir up`.
@@ -20,7 +20,8 @@ pub(super) struct UpArgs {
     /// Run every cron trigger once, now, then exit (non-zero if any failed).
     #[arg(long)]
     once: bool,
-    /// Kafka bootstrap servers (default: `[application.trigger.kafka] brokers`).
+    /// Kafka bootstrap servers (default: `[application.trigger.kafka] brokers`,
+    /// else an embedded broker keeping its log under the data dir).
     #[arg(long, env = "WEIR_KAFKA_BROKERS")]
     brokers: Option<String>,
     /// Directory for durable host state, relative to the manifest's directory.
@@ -32,17 +33,18 @@ impl UpArgs {
     pub(super) fn run(self) -> anyhow::Result<()> {
         let manifest = self.manifest.load()?;
         let data_dir = Some(manifest.dir.join(&self.data_dir));
-        let kafka_brokers = self.brokers.or_else(|| {
+        let brokers = self.brokers.or_else(|| {
             manifest
                 .application
                 .kafka
                 .as_ref()
                 .and_then(|k| k.brokers.clone())
         });
+        let kafka = brokers.map_or(KafkaMode::Embedded, KafkaMode::Brokers);
         let config = HostConfig {
             manifest,
             data_dir,
-            kafka_brokers,
+            kafka,
             listen: self.listen,
             runtime: RuntimeConfig::default(),
             once: self.once,

@@ -10,7 +10,7 @@ use weir::host::producer::OutMessage;
 use weir::manifest::Limits;
 use weir::trigger::cron::{CronRunner, CronTrigger, Publish};
 
-use crate::support::{guest, runtime, sample, settings};
+use crate::support::{load, runtime, sample};
 
 /// Keeps what each successful tick published.
 #[derive(Debug, Default)]
@@ -37,15 +37,14 @@ fn every_second(id: &str, component: &str, outputs: &[&str]) -> CronTrigger {
 async fn a_one_second_schedule_runs_at_least_twice_in_three_seconds() {
     let rt = runtime();
     let env = vec![("TOPIC".to_owned(), "ticks".to_owned())];
-    let hello = Arc::new(
-        rt.load_file(
-            "hello",
-            &guest("ok"),
-            World::Fetcher,
-            settings(Limits::default(), env),
-        )
-        .unwrap(),
-    );
+    let hello = Arc::new(load(
+        &rt,
+        "hello",
+        "ok",
+        World::Fetcher,
+        Limits::default(),
+        env,
+    ));
     let runner = CronRunner::new(
         every_second("t", "hello", &["ticks"]),
         hello,
@@ -92,15 +91,14 @@ async fn a_one_second_schedule_runs_at_least_twice_in_three_seconds() {
 async fn runs_of_one_component_never_overlap_and_missed_ticks_are_counted() {
     let rt = runtime();
     let env = vec![("SLEEP_MS".to_owned(), "1300".to_owned())];
-    let sleeper = Arc::new(
-        rt.load_file(
-            "sleeper",
-            &guest("sleep"),
-            World::Fetcher,
-            settings(Limits::default(), env),
-        )
-        .unwrap(),
-    );
+    let sleeper = Arc::new(load(
+        &rt,
+        "sleeper",
+        "sleep",
+        World::Fetcher,
+        Limits::default(),
+        env,
+    ));
     // Two triggers of one component share its lock, as `weir up` arranges.
     let lock = Arc::default();
     let collected = Arc::new(Collect::default());
@@ -149,15 +147,14 @@ async fn runs_of_one_component_never_overlap_and_missed_ticks_are_counted() {
 #[tokio::test]
 async fn a_failing_tick_is_counted_and_publishes_nothing() {
     let rt = runtime();
-    let trap = Arc::new(
-        rt.load_file(
-            "trap",
-            &guest("trap"),
-            World::Fetcher,
-            settings(Limits::default(), Vec::new()),
-        )
-        .unwrap(),
-    );
+    let trap = Arc::new(load(
+        &rt,
+        "trap",
+        "trap",
+        World::Fetcher,
+        Limits::default(),
+        Vec::new(),
+    ));
     let runner = CronRunner::new(
         every_second("t", "trap", &[]),
         trap,

@@ -16,6 +16,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use tokio_util::sync::CancellationToken;
 use weir::devfeed::{self, FeedClock};
+use weir::run::KafkaMode;
 use weir::{Host, HostConfig, Manifest, RuntimeConfig};
 
 use crate::support::{function, sample};
@@ -56,7 +57,7 @@ async fn tick_once(manifest: &Path, brokers: &str, data: &Path) -> Host {
         runtime: RuntimeConfig::default(),
         once: true,
         data_dir: Some(data.to_path_buf()),
-        kafka_brokers: Some(brokers.to_owned()),
+        kafka: KafkaMode::Brokers(brokers.to_owned()),
     };
     Host::start(config, CancellationToken::new()).await.unwrap()
 }

@@ -4,6 +4,7 @@
     reason = "a fixture that cannot unwrap should fail the test loudly"
 )]
 
+mod broker;
 mod cli;
 mod cron;
 mod fetch;

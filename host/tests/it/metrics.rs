@@ -37,7 +37,7 @@ async fn metrics_endpoint_shows_counters_moving() {
         runtime: RuntimeConfig::default(),
         once: false,
         data_dir: None,
-        kafka_brokers: None,
+        kafka: weir::run::KafkaMode::Off,
     };
     let shutdown = CancellationToken::new();
     let host = Host::start(config, shutdown.clone()).await.unwrap();

@@ -7,7 +7,7 @@ use weir::manifest::Limits;
 use weir::runtime::messages::{KafkaMessage, Outcome};
 use weir::{InvokeError, LoadError, TrapKind, World};
 
-use crate::support::{guest, outputs, runtime, sample, settings};
+use crate::support::{guest, load, outputs, runtime, sample, settings};
 
 fn limits(timeout_ms: u64, max_memory: u64) -> Limits {
     Limits {
@@ -28,14 +28,7 @@ fn kind<T>(result: &Result<T, InvokeError>) -> Option<TrapKind> {
 async fn ok_guest_sends_its_message_and_prints() {
     let rt = runtime();
     let env = vec![("TOPIC".to_owned(), "vehicle_topic".to_owned())];
-    let hello = rt
-        .load_file(
-            "hello",
-            &guest("ok"),
-            World::Fetcher,
-            settings(Limits::default(), env),
-        )
-        .unwrap();
+    let hello = load(&rt, "hello", "ok", World::Fetcher, Limits::default(), env);
     assert!(hello.digest.starts_with("sha256:") && hello.digest.len() == 7 + 64);
     let (result, output) = hello
         .handle_cron(
@@ -54,14 +47,7 @@ async fn ok_guest_sends_its_message_and_prints() {
 async fn sending_to_an_undeclared_topic_is_refused() {
     let rt = runtime();
     let env = vec![("TOPIC".to_owned(), "elsewhere".to_owned())];
-    let hello = rt
-        .load_file(
-            "hello",
-            &guest("ok"),
-            World::Fetcher,
-            settings(Limits::default(), env),
-        )
-        .unwrap();
+    let hello = load(&rt, "hello", "ok", World::Fetcher, Limits::default(), env);
     let (result, _) = hello
         .handle_cron(1, outputs(Arc::from(vec!["vehicle_topic".to_owned()])))
         .await;
@@ -78,14 +64,14 @@ async fn sending_to_an_undeclared_topic_is_refused() {
 async fn a_guest_that_loops_forever_is_stopped_at_its_deadline() {
     let rt = runtime();
     let timeout = 300;
-    let looping = rt
-        .load_file(
-            "looping",
-            &guest("loop"),
-            World::Fetcher,
-            settings(limits(timeout, 64 << 20), Vec::new()),
-        )
-        .unwrap();
+    let looping = load(
+        &rt,
+        "looping",
+        "loop",
+        World::Fetcher,
+        limits(timeout, 64 << 20),
+        Vec::new(),
+    );
     let started = Instant::now();
     let (result, _) = looping.handle_cron(1, outputs(Arc::from(Vec::new()))).await;
     let elapsed = started.elapsed();
@@ -104,14 +90,14 @@ async fn a_guest_that_loops_forever_is_stopped_at_its_deadline() {
 #[tokio::test]
 async fn a_guest_that_grows_past_its_memory_cap_fails_as_memory() {
     let rt = runtime();
-    let alloc = rt
-        .load_file(
-            "alloc",
-            &guest("alloc"),
-            World::Fetcher,
-            settings(limits(10_000, 16 << 20), Vec::new()),
-        )
-        .unwrap();
+    let alloc = load(
+        &rt,
+        "alloc",
+        "alloc",
+        World::Fetcher,
+        limits(10_000, 16 << 20),
+        Vec::new(),
+    );
     let (result, _) = alloc.handle_cron(1, outputs(Arc::from(Vec::new()))).await;
     assert_eq!(kind(&result), Some(TrapKind::Memory), "{result:?}");
     let Err(e) = result else { unreachable!() };
@@ -124,38 +110,38 @@ async fn a_guest_that_grows_past_its_memory_cap_fails_as_memory() {
 #[tokio::test]
 async fn a_trap_is_an_error_value_and_the_runtime_keeps_serving() {
     let rt = runtime();
-    let trap = rt
-        .load_file(
-            "trap",
-            &guest("trap"),
-            World::Fetcher,
-            settings(Limits::default(), Vec::new()),
-        )
-        .unwrap();
-    let looping = rt
-        .load_file(
-            "looping",
-            &guest("loop"),
-            World::Fetcher,
-            settings(limits(50, 64 << 20), Vec::new()),
-        )
-        .unwrap();
-    let alloc = rt
-        .load_file(
-            "alloc",
-            &guest("alloc"),
-            World::Fetcher,
-            settings(limits(10_000, 8 << 20), Vec::new()),
-        )
-        .unwrap();
-    let hello = rt
-        .load_file(
-            "hello",
-            &guest("ok"),
-            World::Fetcher,
-            settings(Limits::default(), Vec::new()),
-        )
-        .unwrap();
+    let trap = load(
+        &rt,
+        "trap",
+        "trap",
+        World::Fetcher,
+        Limits::default(),
+        Vec::new(),
+    );
+    let looping = load(
+        &rt,
+        "looping",
+        "loop",
+        World::Fetcher,
+        limits(50, 64 << 20),
+        Vec::new(),
+    );
+    let alloc = load(
+        &rt,
+        "alloc",
+        "alloc",
+        World::Fetcher,
+        limits(10_000, 8 << 20),
+        Vec::new(),
+    );
+    let hello = load(
+        &rt,
+        "hello",
+        "ok",
+        World::Fetcher,
+        Limits::default(),
+        Vec::new(),
+    );
     for _ in 0..3 {
         let (result, output) = trap.handle_cron(1, outputs(Arc::from(Vec::new()))).await;
         assert_eq!(kind(&result), Some(TrapKind::Trap), "{result:?}");
@@ -215,15 +201,14 @@ async fn a_trap_is_an_error_value_and_the_runtime_keeps_serving() {
 #[tokio::test]
 async fn concurrent_invocations_get_separate_instances() {
     let rt = runtime();
-    let hello = Arc::new(
-        rt.load_file(
-            "hello",
-            &guest("ok"),
-            World::Fetcher,
-            settings(Limits::default(), Vec::new()),
-        )
-        .unwrap(),
-    );
+    let hello = Arc::new(load(
+        &rt,
+        "hello",
+        "ok",
+        World::Fetcher,
+        Limits::default(),
+        Vec::new(),
+    ));
     let calls = (0..32).map(|i| {
         let hello = Arc::clone(&hello);
         tokio::spawn(async move { hello.handle_cron(i, outputs(Arc::from(Vec::new()))).await })
@@ -238,14 +223,14 @@ async fn concurrent_invocations_get_separate_instances() {
 #[tokio::test]
 async fn transformer_returns_one_outcome_per_message() {
     let rt = runtime();
-    let batch = rt
-        .load_file(
-            "batch",
-            &guest("batch"),
-            World::Transformer,
-            settings(Limits::default(), Vec::new()),
-        )
-        .unwrap();
+    let batch = load(
+        &rt,
+        "batch",
+        "batch",
+        World::Transformer,
+        Limits::default(),
+        Vec::new(),
+    );
     let message = |offset: i64, value: &[u8]| KafkaMessage {
         topic: "t".into(),
         partition: 0,
@@ -318,14 +303,14 @@ async fn components_of_the_wrong_world_or_no_component_at_all_are_refused() {
 #[tokio::test]
 async fn a_component_built_for_spins_cron_trigger_runs_unmodified() {
     let rt = runtime();
-    let spin = rt
-        .load_file(
-            "spin-cron",
-            &guest("spin_cron"),
-            World::Fetcher,
-            settings(Limits::default(), Vec::new()),
-        )
-        .unwrap();
+    let spin = load(
+        &rt,
+        "spin-cron",
+        "spin_cron",
+        World::Fetcher,
+        Limits::default(),
+        Vec::new(),
+    );
     let (result, output) = spin.handle_cron(42, outputs(Arc::from(Vec::new()))).await;
     assert!(result.unwrap().messages.is_empty());
     assert_eq!(output.stdout, "spin cron component at 42\n");

@@ -58,3 +58,16 @@ pub fn outputs(outputs: Arc<[String]>) -> weir::runtime::CronInvocation {
         ..Default::default()
     }
 }
+
+/// Loads guest fixture `name` as function `id` for `world`.
+pub fn load(
+    rt: &Arc<Runtime>,
+    id: &str,
+    name: &str,
+    world: weir::World,
+    limits: weir::manifest::Limits,
+    environment: Vec<(String, String)>,
+) -> weir::LoadedComponent {
+    rt.load_file(id, &guest(name), world, settings(limits, environment))
+        .unwrap()
+}
