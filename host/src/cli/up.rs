@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use gtfs_rt::sample::Sample;
+
 use super::ManifestArg;
+use crate::devfeed::{self, FeedClock};
 use crate::run::{HostConfig, KafkaMode, run};
 use crate::runtime::RuntimeConfig;
 
@@ -20,6 +23,10 @@ pub(super) struct UpArgs {
     /// Run every cron trigger once, now, then exit (non-zero if any failed).
     #[arg(long)]
     once: bool,
+    /// Also serve generated sample feeds at this address (as `weir dev-feed`
+    /// does), for a pipeline that runs with nothing else installed.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8717")]
+    dev_feed: Option<SocketAddr>,
     /// Kafka bootstrap servers (default: `[application.trigger.kafka] brokers`,
     /// else an embedded broker keeping its log under the data dir).
     #[arg(long, env = "WEIR_KAFKA_BROKERS")]
@@ -53,6 +60,15 @@ impl UpArgs {
         runtime.block_on(async {
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
+            if let Some(addr) = self.dev_feed {
+                let clock = FeedClock::Wall(std::time::Duration::from_secs(10));
+                let (addr, server) =
+                    devfeed::serve(addr, Sample::new(500, 1), clock, shutdown.clone())
+                        .await
+                        .with_context(|| format!("cannot serve sample feeds on {addr}"))?;
+                tracing::info!(%addr, "serving generated sample feeds");
+                tokio::spawn(server);
+            }
             run(config, shutdown).await
         })
     }

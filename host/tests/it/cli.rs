@@ -290,3 +290,62 @@ source = "{}"
         text(&output)
     );
 }
+
+#[test]
+fn up_once_with_dev_feed_and_embedded_broker_publishes_every_entity() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "local-test"
+[[trigger.cron]]
+id = "vehicles"
+component = "gtfs-fetch"
+cron_expression = "0 0 0 1 1 * 2099"
+outputs = ["vehicle_topic"]
+variables = {{ feed_url = "http://127.0.0.1:{port}/vehicle_positions.pb", topic = "vehicle_topic" }}
+[component.gtfs-fetch]
+source = "{}"
+allowed_outbound_hosts = ["http://127.0.0.1:{port}"]
+"#,
+        crate::support::function("gtfs-fetch").display()
+    );
+    let (dir, path) = manifest(&app);
+    let feed = format!("127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let args = [
+        "up",
+        "--once",
+        "--listen",
+        "127.0.0.1:0",
+        "--dev-feed",
+        &feed,
+        "--data-dir",
+    ];
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .arg(&data)
+        .arg("-f")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env_remove("WEIR_KAFKA_BROKERS")
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("embedded Kafka broker (tansu, sqlite) started"),
+        "{out}"
+    );
+    assert!(out.contains("500 entities sent to vehicle_topic"), "{out}");
+    assert!(data.join("broker/broker.db").is_file());
+    assert!(
+        data.join("feeds.json").is_file(),
+        "the published feed timestamp is recorded"
+    );
+}
