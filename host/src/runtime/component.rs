@@ -248,7 +248,7 @@ fn check_export(
 
 impl LoadedComponent {
     /// The metrics this component's invocations report to.
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.runtime.metrics
     }
 

@@ -188,7 +188,7 @@ impl CronRunner {
             let timestamp = u64::try_from(at.timestamp()).unwrap_or_default();
             let feed_name = self.trigger.id.clone();
             let last = self.ledger.last(&feed_name);
-            let metrics = Arc::new(self.component.metrics().clone());
+            let metrics = Arc::clone(self.component.metrics());
             let invocation = CronInvocation {
                 outputs: Arc::clone(&self.trigger.outputs),
                 variables: self.trigger.variables.clone(),
