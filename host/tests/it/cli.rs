@@ -349,3 +349,72 @@ allowed_outbound_hosts = ["http://127.0.0.1:{port}"]
         "the published feed timestamp is recorded"
     );
 }
+
+#[tokio::test]
+async fn dev_feed_serves_three_moving_feeds() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "dev-feed",
+            "--vehicles",
+            "50",
+            "--interval",
+            "1",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(
+        first.trim(),
+        format!("http://127.0.0.1:{port}/vehicle_positions.pb")
+    );
+    let client = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .get(format!("http://127.0.0.1:{port}/{path}"))
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.bytes().await.unwrap())
+        }
+    };
+    let (status, body) = get("vehicle_positions.pb").await;
+    assert_eq!(status, 200);
+    let vehicles = gtfs_rt::decode(&body).unwrap();
+    assert_eq!(vehicles.entity.len(), 50);
+    assert_eq!(
+        gtfs_rt::decode(&get("trip_updates.pb").await.1)
+            .unwrap()
+            .entity
+            .len(),
+        50
+    );
+    assert_eq!(
+        gtfs_rt::decode(&get("alerts.pb").await.1)
+            .unwrap()
+            .entity
+            .len(),
+        1
+    );
+    assert_eq!(get("nope.pb").await.0, 404);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = gtfs_rt::decode(&get("vehicle_positions.pb").await.1).unwrap();
+    assert!(
+        later.header.timestamp > vehicles.header.timestamp,
+        "the header timestamp advances"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
