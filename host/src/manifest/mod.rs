@@ -483,48 +483,48 @@ impl Validator<'_> {
         let Some(tool) = tool.map(Spanned::into_inner) else {
             return limits;
         };
-        if let Some(ms) = tool.timeout_ms {
-            if *ms.get_ref() == 0 {
-                self.report(
-                    &ms.span(),
-                    format!("{prefix}.tool.weir.timeout_ms"),
-                    "must be at least 1",
-                );
-            }
-            limits.timeout = Duration::from_millis(*ms.get_ref());
+        let key = |name: &str| format!("{prefix}.tool.weir.{name}");
+        if let Some(timeout) = self.millis(tool.timeout_ms, key("timeout_ms")) {
+            limits.timeout = timeout;
         }
-        if let Some(ms) = tool.http_timeout_ms {
-            if *ms.get_ref() == 0 {
-                self.report(
-                    &ms.span(),
-                    format!("{prefix}.tool.weir.http_timeout_ms"),
-                    "must be at least 1",
-                );
-            }
-            limits.http_timeout = Duration::from_millis(*ms.get_ref());
+        if let Some(timeout) = self.millis(tool.http_timeout_ms, key("http_timeout_ms")) {
+            limits.http_timeout = timeout;
         }
-        if let Some(size) = tool.max_response_bytes {
-            match parse_bytes(size.get_ref()) {
-                Ok(bytes) => limits.max_response_bytes = bytes,
-                Err(why) => self.report(
-                    &size.span(),
-                    format!("{prefix}.tool.weir.max_response_bytes"),
-                    why,
-                ),
-            }
+        if let Some(bytes) = self.bytes(tool.max_response_bytes, key("max_response_bytes")) {
+            limits.max_response_bytes = bytes;
         }
-        if let Some(mem) = tool.max_memory {
-            match parse_bytes(mem.get_ref()) {
-                Ok(bytes) if bytes >= 64 << 10 => limits.max_memory = bytes,
-                Ok(bytes) => self.report(
-                    &mem.span(),
-                    format!("{prefix}.tool.weir.max_memory"),
-                    format!("`{bytes}` bytes is less than one Wasm page (64 KiB)"),
-                ),
-                Err(why) => self.report(&mem.span(), format!("{prefix}.tool.weir.max_memory"), why),
-            }
+        let memory_span = tool
+            .max_memory
+            .as_ref()
+            .map(Spanned::span)
+            .unwrap_or_default();
+        match self.bytes(tool.max_memory, key("max_memory")) {
+            Some(bytes) if bytes >= 64 << 10 => limits.max_memory = bytes,
+            Some(bytes) => self.report(
+                &memory_span,
+                key("max_memory"),
+                format!("`{bytes}` bytes is less than one Wasm page (64 KiB)"),
+            ),
+            None => {}
         }
         limits
+    }
+
+    /// A millisecond count at `key`; zero is reported.
+    fn millis(&mut self, value: Option<Spanned<u64>>, key: String) -> Option<Duration> {
+        let ms = value?;
+        if *ms.get_ref() == 0 {
+            self.report(&ms.span(), key, "must be at least 1");
+        }
+        Some(Duration::from_millis(*ms.get_ref()))
+    }
+
+    /// A byte size at `key` (`64 MiB` or a number); a bad one is reported.
+    fn bytes(&mut self, value: Option<Spanned<toml::Value>>, key: String) -> Option<u64> {
+        let size = value?;
+        parse_bytes(size.get_ref())
+            .map_err(|why| self.report(&size.span(), key, why))
+            .ok()
     }
 }
 
