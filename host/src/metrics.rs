@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -60,68 +61,82 @@ impl Metrics {
         let registry = Registry::new();
         let m = Self {
             invocations: counter(
+                &registry,
                 "weir_invocations_total",
                 "Function invocations by outcome.",
                 &["function", "outcome"],
             ),
-            invocation_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "weir_invocation_duration_seconds",
-                    "Wall time of one invocation, instantiate to return.",
-                )
-                .buckets(DURATION_BUCKETS.to_vec()),
-                &["function"],
-            )
-            .unwrap_or_else(|e| unreachable!("static metric definition: {e}")),
+            invocation_duration: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "weir_invocation_duration_seconds",
+                        "Wall time of one invocation, instantiate to return.",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                    &["function"],
+                ),
+            ),
             traps: counter(
+                &registry,
                 "weir_traps_total",
                 "Invocations stopped by the sandbox, by kind.",
                 &["function", "kind"],
             ),
             missed_ticks: counter(
+                &registry,
                 "weir_missed_ticks_total",
                 "Cron ticks skipped because the previous invocation was still running.",
                 &["function"],
             ),
             component_info: gauge(
+                &registry,
                 "weir_component_info",
                 "The component version running for a function (value 1).",
                 &["function", "digest"],
             ),
             build_info: gauge(
+                &registry,
                 "weir_build_info",
                 "weir build information (value 1).",
                 &["version"],
             ),
             outbound_http_errors: counter(
+                &registry,
                 "weir_outbound_http_errors_total",
                 "Outbound HTTP requests of guests that failed or were refused, by kind.",
                 &["function", "kind"],
             ),
             fetch_bytes: counter(
+                &registry,
                 "weir_fetch_bytes_total",
                 "Response body bytes received by guests.",
                 &["function"],
             ),
-            feed_age: GaugeVec::new(
-                Opts::new(
-                    "weir_feed_age_seconds",
-                    "Now minus the header timestamp of the feed last fetched.",
+            feed_age: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "weir_feed_age_seconds",
+                        "Now minus the header timestamp of the feed last fetched.",
+                    ),
+                    &["feed"],
                 ),
-                &["feed"],
-            )
-            .unwrap_or_else(|e| unreachable!("static metric definition: {e}")),
+            ),
             feed_unchanged: counter(
+                &registry,
                 "weir_feed_unchanged_total",
                 "Fetches whose feed header timestamp had not advanced; nothing was published.",
                 &["function", "feed"],
             ),
             kafka_produced: counter(
+                &registry,
                 "weir_kafka_produced_total",
                 "Messages acknowledged by the Kafka brokers.",
                 &["function", "topic"],
             ),
             kafka_produce_errors: counter(
+                &registry,
                 "weir_kafka_produce_errors_total",
                 "Messages the Kafka brokers did not acknowledge.",
                 &["function", "topic"],
@@ -129,24 +144,6 @@ impl Metrics {
             digests: Arc::default(),
             registry: registry.clone(),
         };
-        for collector in [
-            Box::new(m.invocations.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(m.invocation_duration.clone()),
-            Box::new(m.traps.clone()),
-            Box::new(m.missed_ticks.clone()),
-            Box::new(m.component_info.clone()),
-            Box::new(m.build_info.clone()),
-            Box::new(m.outbound_http_errors.clone()),
-            Box::new(m.fetch_bytes.clone()),
-            Box::new(m.feed_age.clone()),
-            Box::new(m.feed_unchanged.clone()),
-            Box::new(m.kafka_produced.clone()),
-            Box::new(m.kafka_produce_errors.clone()),
-        ] {
-            registry
-                .register(collector)
-                .unwrap_or_else(|e| unreachable!("each metric is registered once: {e}"));
-        }
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -180,14 +177,24 @@ impl Metrics {
     }
 }
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"))
+/// Registers a metric as it is created, so none can be forgotten or added twice.
+fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<C>,
+) -> C {
+    let metric = metric.unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| unreachable!("each metric is registered once: {e}"));
+    metric
 }
 
-fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    IntGaugeVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"))
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(registry, IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 #[cfg(test)]
