@@ -370,14 +370,14 @@ async fn dev_feed_serves_three_moving_feeds() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert_eq!(
-        first.trim(),
-        format!("http://127.0.0.1:{port}/vehicle_positions.pb")
-    );
+    // Read every line the server prints (and keep the pipe open): a closed
+    // stdout would make its later `println!` fail.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for path in weir::devfeed::PATHS {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), format!("http://127.0.0.1:{port}/{path}"));
+    }
     let client = reqwest::Client::new();
     let get = |path: &'static str| {
         let client = client.clone();
