@@ -8,11 +8,12 @@
 //! - `bindings`: the one `bindgen!` of `wit/` (private).
 //! - [`host`]: capabilities offered to guests (the Kafka `producer` outbox).
 //! - [`trigger`]: `cron` and `kafka` triggers, their config and run loops.
-//! - [`sink`]: where output goes (the Kafka producer).
+//! - [`sink`]: where output goes (the Kafka producer, Delta tables and their dead-letter table).
 //! - [`metrics`]: every metric name and label, in one registry.
 //! - [`broker`]: the embedded Kafka-protocol broker of local mode (tansu).
 //! - [`admin`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`).
 //! - [`devfeed`]: a local server replaying generated GTFS-RT feeds.
+//! - [`failpoint`]: named crash points for the kill -9 tests.
 //! - [`run`]: `weir up`'s run loop; [`cli`]: the subcommands; [`telemetry`]: logging.
 
 pub mod admin;
@@ -20,6 +21,7 @@ mod bindings;
 pub mod broker;
 pub mod cli;
 pub mod devfeed;
+pub mod failpoint;
 pub mod host;
 pub mod manifest;
 pub mod metrics;

@@ -45,6 +45,26 @@ pub struct Metrics {
     pub kafka_produced: IntCounterVec,
     /// `weir_kafka_produce_errors_total{function,topic}`: messages the brokers did not acknowledge.
     pub kafka_produce_errors: IntCounterVec,
+    /// `weir_kafka_consumer_lag{function,topic,partition}`: high watermark − committed offset (from librdkafka's statistics).
+    pub kafka_consumer_lag: IntGaugeVec,
+    /// `weir_kafka_partition_stopped{function,topic,partition}` = 1 for a partition refused because its offsets went backwards.
+    pub kafka_partition_stopped: IntGaugeVec,
+    /// `weir_batch_records{function}`: messages per batch handed to a transform.
+    pub batch_records: HistogramVec,
+    /// `weir_delta_rows_written_total{function,table}`: rows committed.
+    pub delta_rows_written: IntCounterVec,
+    /// `weir_delta_commits_total{function,table}`: Delta commits made.
+    pub delta_commits: IntCounterVec,
+    /// `weir_delta_commit_errors_total{function,table,kind}`; kind is `fenced` or `error`.
+    pub delta_commit_errors: IntCounterVec,
+    /// `weir_delta_commit_duration_seconds{function,table}`: write parquet + commit.
+    pub delta_commit_duration: HistogramVec,
+    /// `weir_delta_version{function,table}`: the table version last committed by this host.
+    pub delta_version: IntGaugeVec,
+    /// `weir_delta_orphan_files{function,table}`: parquet files no version references (left by a crash).
+    pub delta_orphan_files: IntGaugeVec,
+    /// `weir_dead_letters_total{function,table,reason}`: rows written to a dead-letter table.
+    pub dead_letters: IntCounterVec,
     /// The digest `component_info` shows per function.
     digests: Arc<Mutex<HashMap<String, String>>>,
 }
@@ -140,6 +160,76 @@ impl Metrics {
                 "weir_kafka_produce_errors_total",
                 "Messages the Kafka brokers did not acknowledge.",
                 &["function", "topic"],
+            ),
+            kafka_consumer_lag: gauge(
+                &registry,
+                "weir_kafka_consumer_lag",
+                "Messages in a partition not yet committed to Delta (high watermark minus committed offset).",
+                &["function", "topic", "partition"],
+            ),
+            kafka_partition_stopped: gauge(
+                &registry,
+                "weir_kafka_partition_stopped",
+                "1 for a partition the host refuses because its offsets went backwards (see the log).",
+                &["function", "topic", "partition"],
+            ),
+            batch_records: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "weir_batch_records",
+                        "Messages per batch handed to a transform.",
+                    )
+                    .buckets(prometheus::exponential_buckets(1.0, 4.0, 10).unwrap_or_default()),
+                    &["function"],
+                ),
+            ),
+            delta_rows_written: counter(
+                &registry,
+                "weir_delta_rows_written_total",
+                "Rows committed to Delta tables.",
+                &["function", "table"],
+            ),
+            delta_commits: counter(
+                &registry,
+                "weir_delta_commits_total",
+                "Delta commits made.",
+                &["function", "table"],
+            ),
+            delta_commit_errors: counter(
+                &registry,
+                "weir_delta_commit_errors_total",
+                "Delta commits abandoned: fenced (another host owns the partition) or error.",
+                &["function", "table", "kind"],
+            ),
+            delta_commit_duration: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "weir_delta_commit_duration_seconds",
+                        "Time to write a flush's parquet files and commit them.",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                    &["function", "table"],
+                ),
+            ),
+            delta_version: gauge(
+                &registry,
+                "weir_delta_version",
+                "The Delta table version last committed by this host.",
+                &["function", "table"],
+            ),
+            delta_orphan_files: gauge(
+                &registry,
+                "weir_delta_orphan_files",
+                "Parquet files in the table directory that no table version references.",
+                &["function", "table"],
+            ),
+            dead_letters: counter(
+                &registry,
+                "weir_dead_letters_total",
+                "Messages written to a dead-letter table, by reason.",
+                &["function", "table", "reason"],
             ),
             digests: Arc::default(),
             registry: registry.clone(),

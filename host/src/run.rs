@@ -21,6 +21,7 @@ use crate::runtime::{LoadedComponent, Runtime, RuntimeConfig, World};
 use crate::sink::kafka::{KafkaSink, KafkaSinkConfig};
 use crate::trigger::Trigger;
 use crate::trigger::cron::{CronRunner, Publish};
+use crate::trigger::kafka::{KafkaRunner, RunnerConfig};
 
 /// Everything `weir up` needs, already read from files and environment.
 #[derive(Debug, Clone)]
@@ -128,7 +129,13 @@ impl Host {
         let publish = Arc::new(match &kafka_brokers {
             Some(brokers) => {
                 let sink = KafkaSink::new(KafkaSinkConfig::new(brokers), Arc::clone(&metrics))?;
-                sink.ensure_topics(&outputs)
+                let consumed = manifest.triggers.iter().filter_map(|t| match t {
+                    Trigger::Kafka(k) => Some(k.topics.iter().cloned()),
+                    Trigger::Cron(_) => None,
+                });
+                let topics: Vec<String> =
+                    outputs.iter().cloned().chain(consumed.flatten()).collect();
+                sink.ensure_topics(&topics)
                     .await
                     .with_context(|| format!("preparing the output topics on `{brokers}`"))?;
                 Publisher::Kafka(sink)
@@ -139,6 +146,7 @@ impl Host {
             Some(dir) => FeedLedger::open(&dir.join("feeds.json"))?,
             None => FeedLedger::in_memory(),
         });
+        let host_id = host_id();
         let mut once = JoinSet::new();
         for trigger in &manifest.triggers {
             match trigger {
@@ -164,8 +172,28 @@ impl Host {
                         });
                     }
                 }
+                Trigger::Kafka(kafka) if config.once => {
+                    tracing::info!(trigger = %kafka.id, "--once runs cron triggers only; kafka trigger not started");
+                }
                 Trigger::Kafka(kafka) => {
-                    tracing::warn!(trigger = %kafka.id, function = %kafka.component, "kafka triggers are not run by this version of weir yet");
+                    let brokers = kafka_brokers
+                        .clone()
+                        .with_context(|| format!("trigger `{}` needs Kafka brokers", kafka.id))?;
+                    let component =
+                        Arc::clone(&components[&(kafka.component.clone(), World::Transformer)]);
+                    let runner = KafkaRunner::start(
+                        RunnerConfig {
+                            trigger: kafka.clone(),
+                            app: manifest.application.name.clone(),
+                            brokers,
+                            host_id: host_id.clone(),
+                        },
+                        component,
+                        Arc::clone(&metrics),
+                    )
+                    .await?;
+                    let shutdown = shutdown.clone();
+                    tasks.spawn(async move { runner.run(shutdown).await });
                 }
             }
         }
@@ -245,4 +273,16 @@ impl Publish for Publisher {
             ),
         }
     }
+}
+
+/// This process's id in commit lineage: the machine's hostname and a
+/// random suffix (several hosts may run on one machine).
+fn host_id() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|n| n.trim().to_owned())
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{name}-{}", &suffix[..8])
 }

@@ -313,7 +313,7 @@ impl LoadedComponent {
     /// Runs one batch. On success returns exactly one outcome per message.
     pub async fn handle_batch(
         &self,
-        messages: Vec<KafkaMessage>,
+        messages: &[KafkaMessage],
     ) -> (Result<Vec<Outcome>, InvokeError>, GuestOutput) {
         let Pre::Transformer(pre) = &self.pre else {
             return (Err(self.wrong_world()), GuestOutput::default());
@@ -326,7 +326,7 @@ impl LoadedComponent {
             hooks: self.hooks(),
         });
         let started = Instant::now();
-        let input: Vec<_> = messages.into_iter().map(Into::into).collect();
+        let input: Vec<_> = messages.iter().map(Into::into).collect();
         let result = self
             .deadline(async {
                 let instance = pre.instantiate_async(&mut store).await?;

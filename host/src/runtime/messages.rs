@@ -40,19 +40,23 @@ pub enum Outcome {
     Reject(String),
 }
 
-impl From<KafkaMessage> for wit::Message {
-    fn from(m: KafkaMessage) -> Self {
+/// Copies: the host keeps its messages for a retry and for dead letters.
+impl From<&KafkaMessage> for wit::Message {
+    fn from(m: &KafkaMessage) -> Self {
         Self {
-            topic: m.topic,
+            topic: m.topic.clone(),
             partition: m.partition,
             offset: m.offset,
             timestamp_ms: m.timestamp_ms,
-            key: m.key,
-            value: m.value,
+            key: m.key.clone(),
+            value: m.value.clone(),
             headers: m
                 .headers
-                .into_iter()
-                .map(|(key, value)| wit::Header { key, value })
+                .iter()
+                .map(|(key, value)| wit::Header {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
                 .collect(),
         }
     }

@@ -20,6 +20,7 @@ pub use component::{
     ComponentSettings, CronInvocation, CronResult, LoadedComponent, World, digest,
 };
 pub use error::{InvokeError, LoadError, TrapKind};
+pub use messages::{KafkaMessage, Outcome, TableRows};
 pub use state::GuestOutput;
 pub(crate) use state::State;
 

@@ -7,6 +7,7 @@
 mod broker;
 mod cli;
 mod cron;
+mod delta;
 mod fetch;
 mod fetch_bad_input;
 mod manifest;

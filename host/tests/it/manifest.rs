@@ -74,7 +74,7 @@ outputs = ["vehicle_topic"]
 component = "transform"
 topics = ["vehicle_topic"]
 batch = { max_records = 500, max_ms = 250 }
-tables = { vehicle_positions = { uri = "data/delta/vp", partition_by = ["date"] } }
+tables = { vehicle_positions = { uri = "data/delta/vp", partition_by = ["date"], schema = "vp.json" } }
 dead_letter = { uri = "data/delta/dead_letters" }
 
 [component.fetch]
@@ -98,6 +98,11 @@ fn variables_templates_paths_and_limits_resolve() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spin.toml");
     std::fs::write(&path, VALID).unwrap();
+    std::fs::write(
+        dir.path().join("vp.json"),
+        r#"{"version": 1, "columns": [{"name": "date", "type": "date", "nullable": false}]}"#,
+    )
+    .unwrap();
     let env = [
         ("SPIN_VARIABLE_API_KEY", "s3cret"),
         ("SPIN_VARIABLE_FEED_URL", "http://127.0.0.1:9/x.pb"),
@@ -133,6 +138,11 @@ fn variables_templates_paths_and_limits_resolve() {
         dir.path().join("data/delta/vp").display().to_string()
     );
     assert_eq!(kafka.tables["vehicle_positions"].partition_by, ["date"]);
+    assert_eq!(
+        kafka.tables["vehicle_positions"].schema.columns[0].name,
+        "date"
+    );
+    assert_eq!(kafka.checkpoint_interval, 10);
 
     let without_key = Manifest::load(&path, Vec::new()).unwrap_err().to_string();
     assert!(without_key.contains("`component.fetch.variables.auth`: variable `api_key` is required but has no value: set `SPIN_VARIABLE_API_KEY`"), "{without_key}");

@@ -241,7 +241,7 @@ async fn transformer_returns_one_outcome_per_message() {
         headers: vec![("h".into(), None)],
     };
     let (result, _) = batch
-        .handle_batch(vec![message(7, br#"{"a":1}"#), message(8, b"not json")])
+        .handle_batch(&[message(7, br#"{"a":1}"#), message(8, b"not json")])
         .await;
     let outcomes = result.unwrap();
     assert_eq!(outcomes.len(), 2);

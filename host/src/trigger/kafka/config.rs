@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::manifest::Validator;
+use crate::sink::delta::TableSchema;
 
 /// `[application.trigger.kafka]`: settings shared by every Kafka trigger.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,8 +39,16 @@ pub struct KafkaTriggerConfig {
     pub batch: Option<Spanned<BatchConfig>>,
     /// Output tables by name (the names guests use in `table-rows`); at least one.
     pub tables: Spanned<BTreeMap<Spanned<String>, TableConfig>>,
-    /// Where rejected messages and failed batches go.
+    /// Where rejected messages and failed batches go (no `schema`: the
+    /// dead-letter table's columns are fixed).
     pub dead_letter: TableConfig,
+    /// A Delta checkpoint every this many commits per table (default 10, at least 1).
+    #[serde(default)]
+    pub checkpoint_interval: Option<Spanned<u32>>,
+    /// How long the group waits for a silent member before giving its
+    /// partitions to another host, in ms (default 10 000; the broker bounds it).
+    #[serde(default)]
+    pub session_timeout_ms: Option<Spanned<u64>>,
 }
 
 /// `batch = { … }`: a batch closes at whichever limit is reached first.
@@ -86,6 +95,10 @@ pub struct TableConfig {
     /// Partition columns, in order.
     #[serde(default)]
     pub partition_by: Vec<String>,
+    /// The table's schema file (JSON, relative to the manifest); required
+    /// for output tables.
+    #[serde(default)]
+    pub schema: Option<Spanned<String>>,
 }
 
 /// A validated Kafka trigger.
@@ -109,6 +122,10 @@ pub struct KafkaTrigger {
     pub tables: BTreeMap<String, TableTarget>,
     /// The dead-letter table.
     pub dead_letter: TableTarget,
+    /// A Delta checkpoint every this many commits.
+    pub checkpoint_interval: u32,
+    /// librdkafka's `session.timeout.ms`.
+    pub session_timeout: Duration,
 }
 
 /// A validated table target.
@@ -118,6 +135,8 @@ pub struct TableTarget {
     pub uri: String,
     /// Partition columns.
     pub partition_by: Vec<String>,
+    /// The declared columns.
+    pub schema: TableSchema,
 }
 
 impl KafkaTriggerConfig {
@@ -138,7 +157,7 @@ impl KafkaTriggerConfig {
             );
         }
         for topic in self.topics.get_ref() {
-            if let Err(why) = super::check_topic(topic.get_ref()) {
+            if let Err(why) = crate::trigger::check_topic(topic.get_ref()) {
                 v.report(&topic.span(), format!("{key}.topics"), why);
             }
         }
@@ -182,14 +201,56 @@ impl KafkaTriggerConfig {
                     ),
                 );
             }
-            tables.insert(
-                name.get_ref().clone(),
-                table.resolve(v, &format!("{key}.tables.{}", name.get_ref()), dir),
+            let table_key = format!("{key}.tables.{}", name.get_ref());
+            let schema = match &table.schema {
+                Some(file) => load_schema(v, file, &format!("{table_key}.schema"), dir),
+                None => {
+                    v.report(
+                        &name.span(),
+                        table_key.clone(),
+                        "needs a `schema` file declaring its columns",
+                    );
+                    None
+                }
+            };
+            if let Some(schema) = schema {
+                tables.insert(
+                    name.get_ref().clone(),
+                    table.resolve(v, &table_key, dir, schema),
+                );
+            }
+        }
+        if let Some(file) = &self.dead_letter.schema {
+            v.report(
+                &file.span(),
+                format!("{key}.dead_letter.schema"),
+                "the dead-letter table's columns are fixed; remove `schema`",
             );
         }
-        let dead_letter = self
-            .dead_letter
-            .resolve(v, &format!("{key}.dead_letter"), dir);
+        let dead_letter = self.dead_letter.resolve(
+            v,
+            &format!("{key}.dead_letter"),
+            dir,
+            TableSchema::dead_letters(),
+        );
+        if let Some(interval) = &self.checkpoint_interval
+            && *interval.get_ref() == 0
+        {
+            v.report(
+                &interval.span(),
+                format!("{key}.checkpoint_interval"),
+                "must be at least 1",
+            );
+        }
+        if let Some(timeout) = &self.session_timeout_ms
+            && !(1_000..=3_600_000).contains(timeout.get_ref())
+        {
+            v.report(
+                &timeout.span(),
+                format!("{key}.session_timeout_ms"),
+                "must be between 1000 and 3600000",
+            );
+        }
         if tables.values().any(|t| t.uri == dead_letter.uri) {
             v.report(
                 &self.dead_letter.uri.span(),
@@ -215,12 +276,27 @@ impl KafkaTriggerConfig {
             max_wait: Duration::from_millis(batch.max_ms),
             tables,
             dead_letter,
+            checkpoint_interval: self
+                .checkpoint_interval
+                .as_ref()
+                .map_or(10, |i| *i.get_ref()),
+            session_timeout: Duration::from_millis(
+                self.session_timeout_ms
+                    .as_ref()
+                    .map_or(10_000, |t| *t.get_ref()),
+            ),
         })
     }
 }
 
 impl TableConfig {
-    fn resolve(&self, v: &mut Validator<'_>, key: &str, dir: &Path) -> TableTarget {
+    fn resolve(
+        &self,
+        v: &mut Validator<'_>,
+        key: &str,
+        dir: &Path,
+        schema: TableSchema,
+    ) -> TableTarget {
         let uri = self.uri.get_ref().trim();
         if uri.is_empty() {
             v.report(&self.uri.span(), format!("{key}.uri"), "must not be empty");
@@ -230,9 +306,44 @@ impl TableConfig {
         } else {
             dir.join(uri).display().to_string()
         };
+        if let Err(why) = schema.check_partitions(&self.partition_by) {
+            v.report(&self.uri.span(), format!("{key}.partition_by"), why);
+        }
         TableTarget {
             uri,
             partition_by: self.partition_by.clone(),
+            schema,
         }
+    }
+}
+
+/// Reads a table's schema file, reporting a missing or invalid one.
+fn load_schema(
+    v: &mut Validator<'_>,
+    file: &Spanned<String>,
+    key: &str,
+    dir: &Path,
+) -> Option<TableSchema> {
+    let path = dir.join(file.get_ref());
+    match std::fs::read_to_string(&path) {
+        Err(e) => {
+            v.report(
+                &file.span(),
+                key.to_owned(),
+                format!("cannot read `{}`: {e}", file.get_ref()),
+            );
+            None
+        }
+        Ok(text) => match TableSchema::parse(&text) {
+            Ok(schema) => Some(schema),
+            Err(why) => {
+                v.report(
+                    &file.span(),
+                    key.to_owned(),
+                    format!("`{}`: {why}", file.get_ref()),
+                );
+                None
+            }
+        },
     }
 }

@@ -1,0 +1,46 @@
+//! vehicle-transform: turns the fetch function's JSON vehicle messages into
+//! rows of the `vehicle_positions` table (schema in
+//! `tables/vehicle_positions.json`), rejecting invalid ones with a reason.
+//!
+//! The transform itself ([`transform`]) is plain Rust, so the benchmarks
+//! run the very same code natively; the `transformer` export is a thin
+//! loop over it.
+
+mod date;
+mod vehicle;
+
+pub use vehicle::transform;
+
+#[cfg(target_arch = "wasm32")]
+mod component {
+    #![expect(unsafe_code, reason = "the export glue wit-bindgen generates")]
+
+    spin_sdk::wit_bindgen::generate!({
+        path: "../../wit",
+        world: "weir:function/transformer",
+        runtime_path: "spin_sdk::wit_bindgen::rt",
+    });
+
+    use weir::function::batch_types::TableRows;
+
+    struct VehicleTransform;
+
+    impl Guest for VehicleTransform {
+        fn handle_batch(messages: Vec<Message>) -> Result<Vec<Outcome>, Error> {
+            Ok(messages
+                .iter()
+                .map(
+                    |m| match super::transform(m.value.as_deref(), m.partition, m.offset) {
+                        Ok(row) => Outcome::Rows(vec![TableRows {
+                            table: "vehicle_positions".to_owned(),
+                            rows: vec![row],
+                        }]),
+                        Err(reason) => Outcome::Reject(reason),
+                    },
+                )
+                .collect())
+        }
+    }
+
+    export!(VehicleTransform);
+}

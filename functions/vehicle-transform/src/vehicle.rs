@@ -1,0 +1,285 @@
+//! One vehicle message (as gtfs-fetch sends it: the `FeedEntity` in
+//! proto field names plus `entity_type` and `feed_timestamp`) → one row.
+
+use serde::{Deserialize, Serialize};
+
+use crate::date::iso_date;
+
+/// The parts of a vehicle message the table keeps. Unknown fields
+/// (extensions, newer spec fields) are ignored.
+#[derive(Debug, Deserialize)]
+struct Message {
+    entity_type: Option<String>,
+    feed_timestamp: Option<u64>,
+    id: Option<String>,
+    vehicle: Option<VehiclePosition>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VehiclePosition {
+    trip: Option<Trip>,
+    vehicle: Option<Descriptor>,
+    position: Option<Position>,
+    current_stop_sequence: Option<u32>,
+    stop_id: Option<String>,
+    current_status: Option<String>,
+    timestamp: Option<u64>,
+    congestion_level: Option<String>,
+    occupancy_status: Option<String>,
+    occupancy_percentage: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Trip {
+    trip_id: Option<String>,
+    route_id: Option<String>,
+    direction_id: Option<u32>,
+    start_time: Option<String>,
+    start_date: Option<String>,
+    schedule_relationship: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Descriptor {
+    id: Option<String>,
+    label: Option<String>,
+    license_plate: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Position {
+    latitude: f64,
+    longitude: f64,
+    bearing: Option<f64>,
+    odometer: Option<f64>,
+    speed: Option<f64>,
+}
+
+/// A row of `vehicle_positions`; absent fields are null.
+#[derive(Debug, Serialize, PartialEq)]
+struct Row<'a> {
+    entity_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vehicle_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    license_plate: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trip_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_date: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule_relationship: Option<&'a str>,
+    latitude: f64,
+    longitude: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bearing: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    odometer: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speed: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_stop_sequence: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    congestion_level: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    occupancy_status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    occupancy_percentage: Option<u32>,
+    /// Microseconds since the epoch (the table's `timestamp` type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vehicle_timestamp: Option<i64>,
+    /// Microseconds since the epoch.
+    feed_timestamp: i64,
+    /// `YYYY-MM-DD` (UTC) of the vehicle timestamp, else of the feed's.
+    date: String,
+    kafka_partition: i32,
+    kafka_offset: i64,
+}
+
+/// Latest plausible POSIX time (year 2100): later timestamps are garbage
+/// that would overflow microseconds or create absurd partitions.
+const MAX_SECONDS: u64 = 4_102_444_800;
+
+/// The row (JSON text) for one message value, or why it is rejected.
+pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<String, String> {
+    let value = value.ok_or("no value (tombstone)")?;
+    let message: Message =
+        serde_json::from_slice(value).map_err(|e| format!("not a vehicle message: {e}"))?;
+    match message.entity_type.as_deref() {
+        Some("vehicle") => {}
+        Some(other) => return Err(format!("entity_type is `{other}`, expected `vehicle`")),
+        None => return Err("missing `entity_type`".to_owned()),
+    }
+    let entity_id = message
+        .id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .ok_or("missing `id`")?;
+    let feed_seconds = message.feed_timestamp.ok_or("missing `feed_timestamp`")?;
+    let feed_timestamp = micros(feed_seconds, "feed_timestamp")?;
+    let vehicle = message.vehicle.as_ref().ok_or("missing `vehicle`")?;
+    let position = vehicle
+        .position
+        .as_ref()
+        .ok_or("missing `vehicle.position`")?;
+    check_position(position)?;
+    let vehicle_timestamp = vehicle
+        .timestamp
+        .map(|t| micros(t, "vehicle.timestamp"))
+        .transpose()?;
+    let trip = vehicle.trip.as_ref();
+    let descriptor = vehicle.vehicle.as_ref();
+    let row = Row {
+        entity_id,
+        vehicle_id: descriptor.and_then(|d| non_empty(d.id.as_deref())),
+        label: descriptor.and_then(|d| non_empty(d.label.as_deref())),
+        license_plate: descriptor.and_then(|d| non_empty(d.license_plate.as_deref())),
+        trip_id: trip.and_then(|t| non_empty(t.trip_id.as_deref())),
+        route_id: trip.and_then(|t| non_empty(t.route_id.as_deref())),
+        direction_id: trip.and_then(|t| t.direction_id),
+        start_date: trip.and_then(|t| non_empty(t.start_date.as_deref())),
+        start_time: trip.and_then(|t| non_empty(t.start_time.as_deref())),
+        schedule_relationship: trip.and_then(|t| t.schedule_relationship.as_deref()),
+        latitude: position.latitude,
+        longitude: position.longitude,
+        bearing: position.bearing,
+        odometer: position.odometer,
+        speed: position.speed,
+        current_stop_sequence: vehicle.current_stop_sequence,
+        stop_id: non_empty(vehicle.stop_id.as_deref()),
+        current_status: vehicle.current_status.as_deref(),
+        congestion_level: vehicle.congestion_level.as_deref(),
+        occupancy_status: vehicle.occupancy_status.as_deref(),
+        occupancy_percentage: vehicle.occupancy_percentage,
+        vehicle_timestamp,
+        feed_timestamp,
+        date: iso_date(i64::try_from(vehicle.timestamp.unwrap_or(feed_seconds)).unwrap_or(0)),
+        kafka_partition: partition,
+        kafka_offset: offset,
+    };
+    serde_json::to_string(&row).map_err(|e| format!("cannot encode the row: {e}"))
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
+fn micros(seconds: u64, field: &str) -> Result<i64, String> {
+    if seconds > MAX_SECONDS {
+        return Err(format!("`{field}` {seconds} is after the year 2100"));
+    }
+    // Checked above: at most 4.1e15, far inside i64.
+    Ok(i64::try_from(seconds).unwrap_or(0) * 1_000_000)
+}
+
+fn check_position(p: &Position) -> Result<(), String> {
+    if !(-90.0..=90.0).contains(&p.latitude) {
+        return Err(format!("latitude {} is outside [-90, 90]", p.latitude));
+    }
+    if !(-180.0..=180.0).contains(&p.longitude) {
+        return Err(format!("longitude {} is outside [-180, 180]", p.longitude));
+    }
+    if let Some(bearing) = p.bearing
+        && !(0.0..=360.0).contains(&bearing)
+    {
+        return Err(format!("bearing {bearing} is outside [0, 360]"));
+    }
+    if let Some(speed) = p.speed
+        && !(speed.is_finite() && speed >= 0.0)
+    {
+        return Err(format!("speed {speed} is negative"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transform;
+
+    const CALTRAIN: &str = r#"{"entity_type":"vehicle","feed_timestamp":1699405559,"gtfs_realtime_version":"1.0","id":"124","vehicle":{"trip":{"trip_id":"124","route_id":"L1","direction_id":1},"vehicle":{"id":"124","label":"","license_plate":""},"position":{"latitude":37.37046,"longitude":-121.99604},"timestamp":1699405549,"current_status":"IN_TRANSIT_TO"}}"#;
+
+    #[test]
+    fn a_real_message_becomes_a_row() {
+        let row = transform(Some(CALTRAIN.as_bytes()), 3, 42).unwrap();
+        let row: serde_json::Value = serde_json::from_str(&row).unwrap();
+        assert_eq!(row["entity_id"], "124");
+        assert_eq!(row["vehicle_id"], "124");
+        assert_eq!(row["route_id"], "L1");
+        assert_eq!(row["direction_id"], 1);
+        assert_eq!(row["latitude"], 37.37046);
+        assert_eq!(row["current_status"], "IN_TRANSIT_TO");
+        assert_eq!(row["vehicle_timestamp"], 1_699_405_549_000_000_i64);
+        assert_eq!(row["feed_timestamp"], 1_699_405_559_000_000_i64);
+        assert_eq!(row["date"], "2023-11-08");
+        assert_eq!(
+            (row["kafka_partition"].clone(), row["kafka_offset"].clone()),
+            (3.into(), 42.into())
+        );
+        assert!(row.get("label").is_none(), "empty strings are null");
+    }
+
+    #[test]
+    fn invalid_messages_are_rejected_with_a_reason() {
+        let with = |from: &str, to: &str| CALTRAIN.replace(from, to);
+        for (value, reason) in [
+            (None, "tombstone".to_owned()),
+            (
+                Some("{not json".to_owned()),
+                "not a vehicle message".to_owned(),
+            ),
+            (
+                Some(with(
+                    r#""entity_type":"vehicle""#,
+                    r#""entity_type":"alert""#,
+                )),
+                "expected `vehicle`".to_owned(),
+            ),
+            (
+                Some(with(r#""id":"124","vehicle""#, r#""vehicle""#)),
+                "missing `id`".to_owned(),
+            ),
+            (
+                Some(with(r#""feed_timestamp":1699405559,"#, "")),
+                "missing `feed_timestamp`".to_owned(),
+            ),
+            (
+                Some(with("37.37046", "97.5")),
+                "latitude 97.5 is outside".to_owned(),
+            ),
+            (
+                Some(with("-121.99604", "-181")),
+                "longitude -181 is outside".to_owned(),
+            ),
+            (
+                Some(with("37.37046", r#""north""#)),
+                "invalid type".to_owned(),
+            ),
+            (
+                Some(with(
+                    r#""position":{"latitude":37.37046,"longitude":-121.99604},"#,
+                    "",
+                )),
+                "missing `vehicle.position`".to_owned(),
+            ),
+            (
+                Some(with("1699405549", "99999999999")),
+                "after the year 2100".to_owned(),
+            ),
+        ] {
+            let err = transform(value.as_deref().map(str::as_bytes), 0, 0).unwrap_err();
+            assert!(err.contains(&reason), "{value:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! One Delta table the sink appends to: created on first use from its
+//! declared schema, then appended to with one commit per flush, each
+//! carrying the `txn` actions that make the append exactly once.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::{Action, StructField, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableError, TableProperty};
+use futures::StreamExt as _;
+
+use super::schema::TableSchema;
+use super::{CommitInfo, DeltaError};
+
+/// One `txn` action of a commit: after the commit, `app_id` has `version`.
+/// The commit goes through only if the table still holds `expected` for
+/// it (DESIGN.md §5.7); otherwise another host owns the partition now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnUpdate {
+    /// `weir:<app>:<component>:<topic>:<partition>`.
+    pub app_id: String,
+    /// The version this host read or last committed; `None` if it had none.
+    pub expected: Option<i64>,
+    /// The last offset included in this commit.
+    pub version: i64,
+}
+
+/// What one commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The table version written.
+    pub version: u64,
+    /// Rows appended.
+    pub rows: usize,
+    /// Parquet files added.
+    pub files: usize,
+}
+
+/// An open Delta table.
+pub struct TableWriter {
+    /// The name guests use.
+    pub name: String,
+    table: DeltaTable,
+    arrow_schema: SchemaRef,
+    schema_version: u32,
+}
+
+impl std::fmt::Debug for TableWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableWriter")
+            .field("name", &self.name)
+            .field("uri", &self.table.table_url().as_str())
+            .field("version", &self.table.version())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TableWriter {
+    /// Opens the table at `uri`, creating it with `schema` if nothing is
+    /// there yet. An existing table must have exactly the declared columns
+    /// and partitioning: the host never migrates a table silently.
+    pub async fn open(
+        name: &str,
+        uri: &str,
+        schema: &TableSchema,
+        partition_by: &[String],
+        checkpoint_interval: u32,
+    ) -> Result<Self, DeltaError> {
+        let err = |source| DeltaError::Open {
+            table: name.to_owned(),
+            source,
+        };
+        schema
+            .check_partitions(partition_by)
+            .map_err(|reason| DeltaError::SchemaMismatch {
+                table: name.to_owned(),
+                reason,
+            })?;
+        let url = deltalake::ensure_table_uri(uri).map_err(err)?;
+        let mut table = DeltaTable::try_from_url(url.clone()).await.map_err(err)?;
+        if table.version().is_none() {
+            let created = table
+                .create()
+                .with_table_name(name)
+                .with_comment(format!(
+                    "written by weir; schema version {}",
+                    schema.version
+                ))
+                .with_columns(schema.fields())
+                .with_partition_columns(partition_by.to_vec())
+                .with_configuration_property(
+                    TableProperty::CheckpointInterval,
+                    Some(checkpoint_interval.to_string()),
+                )
+                .with_save_mode(SaveMode::Ignore)
+                .await;
+            table = match created {
+                Ok(table) => table,
+                // Another host created it at the same moment: use theirs.
+                Err(_) => DeltaTable::try_from_url(url).await.map_err(err)?,
+            };
+            tracing::info!(table = name, uri, "created Delta table");
+        }
+        check_matches(name, &table, schema, partition_by)?;
+        let arrow_schema = RecordBatchWriter::for_table(&table)
+            .map_err(err)?
+            .arrow_schema();
+        Ok(Self {
+            name: name.to_owned(),
+            table,
+            arrow_schema,
+            schema_version: schema.version,
+        })
+    }
+
+    /// The Arrow schema rows are decoded into.
+    pub fn arrow_schema(&self) -> &SchemaRef {
+        &self.arrow_schema
+    }
+
+    /// The current table version.
+    pub fn version(&self) -> Option<u64> {
+        self.table.version()
+    }
+
+    /// Reads the newest log and returns each app id's `txn` version.
+    pub async fn versions(&mut self, app_ids: &[String]) -> Result<Vec<Option<i64>>, DeltaError> {
+        self.table
+            .update_state()
+            .await
+            .map_err(|source| self.error_read(source))?;
+        let mut out = Vec::with_capacity(app_ids.len());
+        for app_id in app_ids {
+            out.push(self.version_of(app_id).await?);
+        }
+        Ok(out)
+    }
+
+    async fn version_of(&self, app_id: &str) -> Result<Option<i64>, DeltaError> {
+        let state = self.table.snapshot().map_err(|e| self.error_read(e))?;
+        state
+            .transaction_version(self.table.log_store().as_ref(), app_id)
+            .await
+            .map_err(|e| self.error_read(e))
+    }
+
+    fn error_read(&self, source: DeltaTableError) -> DeltaError {
+        DeltaError::Read {
+            table: self.name.clone(),
+            source,
+        }
+    }
+
+    /// Appends `batch` (possibly empty) and the `txn` updates in one commit.
+    ///
+    /// Files are written first; then the newest log is read and every
+    /// app id must still hold its `expected` version, else the commit is
+    /// abandoned as [`DeltaError::Fenced`]. Delta's conflict check then
+    /// catches a concurrent commit with the same app id. On either kind of
+    /// fencing the files just written are deleted.
+    pub async fn commit(
+        &mut self,
+        batch: Option<RecordBatch>,
+        txns: &[TxnUpdate],
+        info: &CommitInfo,
+    ) -> Result<Committed, DeltaError> {
+        let started = Instant::now();
+        let rows = batch.as_ref().map_or(0, RecordBatch::num_rows);
+        let adds = match batch {
+            Some(batch) if batch.num_rows() > 0 => self.write_files(batch).await?,
+            _ => Vec::new(),
+        };
+        let files = adds.len();
+        let result = self.commit_files(adds.clone(), txns, info).await;
+        if let Err(e) = &result
+            && e.is_fenced()
+        {
+            self.delete_files(&adds).await;
+        }
+        let version = result?;
+        tracing::debug!(table = %self.name, version, rows, files, elapsed_ms = started.elapsed().as_millis(), "committed");
+        Ok(Committed {
+            version,
+            rows,
+            files,
+        })
+    }
+
+    async fn write_files(&mut self, batch: RecordBatch) -> Result<Vec<Action>, DeltaError> {
+        let err = |source| DeltaError::Write {
+            table: self.name.clone(),
+            source,
+        };
+        let mut writer = RecordBatchWriter::for_table(&self.table).map_err(err)?;
+        writer.write(batch).await.map_err(err)?;
+        let adds = writer.flush().await.map_err(err)?;
+        crate::failpoint::hit("delta-after-write");
+        Ok(adds.into_iter().map(Action::Add).collect())
+    }
+
+    async fn commit_files(
+        &mut self,
+        adds: Vec<Action>,
+        txns: &[TxnUpdate],
+        info: &CommitInfo,
+    ) -> Result<u64, DeltaError> {
+        self.table
+            .update_state()
+            .await
+            .map_err(|source| self.error_read(source))?;
+        for txn in txns {
+            let found = self.version_of(&txn.app_id).await?;
+            if found != txn.expected {
+                return Err(DeltaError::Fenced {
+                    table: self.name.clone(),
+                    app_id: txn.app_id.clone(),
+                    expected: txn.expected,
+                    found,
+                });
+            }
+        }
+        let properties = CommitProperties::default()
+            .with_application_transactions(
+                txns.iter()
+                    .map(|t| Transaction::new(&t.app_id, t.version))
+                    .collect(),
+            )
+            .with_metadata(info.metadata(self.schema_version));
+        let state = self.table.snapshot().map_err(|e| self.error_read(e))?;
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: Some(state.metadata().partition_columns().to_vec()),
+            predicate: None,
+        };
+        let finalized = CommitBuilder::from(properties)
+            .with_actions(adds)
+            .build(Some(state), self.table.log_store(), operation)
+            .await;
+        match finalized {
+            Ok(finalized) => {
+                let version = finalized.version();
+                self.table.state = Some(finalized.snapshot());
+                Ok(version)
+            }
+            Err(DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(conflict),
+            }) => Err(DeltaError::Conflict {
+                table: self.name.clone(),
+                reason: conflict.to_string(),
+            }),
+            Err(source) => Err(DeltaError::Commit {
+                table: self.name.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Best effort: a file left behind is unreferenced, never read, and
+    /// reported by [`super::orphans`].
+    async fn delete_files(&self, adds: &[Action]) {
+        let paths: Vec<_> = adds
+            .iter()
+            .filter_map(|a| match a {
+                Action::Add(add) => Some(Ok(deltalake::Path::from(add.path.as_str()))),
+                _ => None,
+            })
+            .collect();
+        if paths.is_empty() {
+            return;
+        }
+        let mut deleted = self
+            .table
+            .object_store()
+            .delete_stream(futures::stream::iter(paths).boxed());
+        while let Some(result) = deleted.next().await {
+            if let Err(e) = result {
+                tracing::warn!(table = %self.name, error = %e, "cannot delete an uncommitted file");
+            }
+        }
+    }
+
+    /// The open table, for readers (row counts, lineage).
+    pub fn table(&self) -> &DeltaTable {
+        &self.table
+    }
+}
+
+/// An existing table must have the declared columns, types, nullability
+/// and partitioning.
+fn check_matches(
+    name: &str,
+    table: &DeltaTable,
+    schema: &TableSchema,
+    partition_by: &[String],
+) -> Result<(), DeltaError> {
+    let mismatch = |reason: String| DeltaError::SchemaMismatch {
+        table: name.to_owned(),
+        reason,
+    };
+    let state = table.snapshot().map_err(|source| DeltaError::Open {
+        table: name.to_owned(),
+        source,
+    })?;
+    let table_schema = state.schema();
+    let actual: HashMap<&str, &StructField> = table_schema
+        .fields()
+        .map(|f| (f.name().as_str(), f))
+        .collect::<HashMap<_, _>>();
+    let declared = schema.fields();
+    for field in &declared {
+        match actual.get(field.name().as_str()) {
+            None => {
+                return Err(mismatch(format!(
+                    "column `{}` is declared but not in the table",
+                    field.name()
+                )));
+            }
+            Some(a)
+                if a.data_type() != field.data_type() || a.is_nullable() != field.is_nullable() =>
+            {
+                return Err(mismatch(format!(
+                    "column `{}` is {:?} (nullable: {}) in the table but declared {:?} (nullable: {})",
+                    field.name(),
+                    a.data_type(),
+                    a.is_nullable(),
+                    field.data_type(),
+                    field.is_nullable()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    if actual.len() != declared.len() {
+        let extra: Vec<&str> = actual
+            .keys()
+            .filter(|k| !declared.iter().any(|f| f.name() == *k))
+            .copied()
+            .collect();
+        return Err(mismatch(format!(
+            "the table has columns the schema does not declare: {}",
+            extra.join(", ")
+        )));
+    }
+    let actual_partitions = state.metadata().partition_columns();
+    if actual_partitions != partition_by {
+        return Err(mismatch(format!(
+            "the table is partitioned by [{}], the manifest says [{}]",
+            actual_partitions.join(", "),
+            partition_by.join(", ")
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The consumer side of the Kafka trigger: a group member whose rebalance
+//! callbacks pause newly assigned partitions and hand the change to the run
+//! loop, which reads the Delta log before letting them flow (DESIGN.md §5.2).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+
+/// A change of the partitions this member owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignment {
+    /// Newly assigned (and paused until the run loop has positioned them).
+    Assigned(Vec<(String, i32)>),
+    /// Taken away.
+    Revoked(Vec<(String, i32)>),
+}
+
+/// The rdkafka context: forwards rebalances, exports consumer lag.
+pub struct Context {
+    function: String,
+    events: mpsc::UnboundedSender<Assignment>,
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for Context {
+    /// librdkafka's own per-partition lag (high watermark − committed
+    /// offset): since offsets are committed only after the Delta commits,
+    /// it is the lag of the tables.
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .kafka_consumer_lag
+                        .with_label_values(&[&self.function, topic, &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let (event, list) = match rebalance {
+            Rebalance::Assign(list) => {
+                if let Err(e) = consumer.pause(list) {
+                    tracing::error!(function = %self.function, error = %e, "cannot pause assigned partitions");
+                }
+                (Assignment::Assigned(partitions(list)), list)
+            }
+            Rebalance::Revoke(list) => (Assignment::Revoked(partitions(list)), list),
+            Rebalance::Error(e) => {
+                tracing::warn!(function = %self.function, error = %e, "rebalance error");
+                return;
+            }
+        };
+        tracing::info!(function = %self.function, partitions = list.count(), ?event, "rebalance");
+        // The receiver lives as long as the run loop; after it is gone
+        // nobody needs the event.
+        let _ = self.events.send(event);
+    }
+}
+
+fn partitions(list: &TopicPartitionList) -> Vec<(String, i32)> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+/// A consumer in `group` (offsets committed by hand, after Delta) and the
+/// receiving end of its rebalance events.
+pub fn create(
+    brokers: &str,
+    group: &str,
+    function: &str,
+    session_timeout: Duration,
+    metrics: Arc<Metrics>,
+) -> KafkaResult<(StreamConsumer<Context>, mpsc::UnboundedReceiver<Assignment>)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let context = Context {
+        function: function.to_owned(),
+        events: tx,
+        metrics,
+    };
+    let consumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set(
+            "session.timeout.ms",
+            session_timeout.as_millis().to_string(),
+        )
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(context)?;
+    Ok((consumer, rx))
+}
+
+/// A partition list of one partition.
+pub fn one(topic: &str, partition: i32) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    list
+}

@@ -1,0 +1,13 @@
+//! The Kafka trigger: its configuration, the consumer (group membership,
+//! rebalances), batching, and the run loop that turns batches into Delta
+//! commits exactly once (DESIGN.md §5).
+
+mod config;
+mod consumer;
+mod progress;
+mod runner;
+
+pub use config::{
+    BatchConfig, KafkaApplicationConfig, KafkaTrigger, KafkaTriggerConfig, TableConfig, TableTarget,
+};
+pub use runner::{KafkaRunner, RunnerConfig};

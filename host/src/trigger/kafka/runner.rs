@@ -1,0 +1,630 @@
+//! The Kafka trigger's run loop: collect a batch, invoke the transform
+//! (retrying once), route rows and dead letters per table, commit each
+//! table with its `txn` actions, then commit offsets (DESIGN.md §5).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::KafkaTrigger;
+use super::consumer::{self, Assignment, Context};
+use super::progress::{PartState, Partition, Progress, start_offset};
+use crate::failpoint;
+use crate::metrics::Metrics;
+use crate::runtime::{KafkaMessage, LoadedComponent, Outcome};
+use crate::sink::delta::{
+    self, CommitInfo, DeadLetter, DeadLetterKind, DecodedRows, TableWriter, TxnUpdate,
+};
+
+/// How long `recv` waits when no batch is open, so rebalances and resyncs
+/// are looked at regularly.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+/// Longest back-off between attempts to re-read a partition's tables.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What a runner needs besides its component.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The validated trigger.
+    pub trigger: KafkaTrigger,
+    /// The application name (part of every `txn` app id).
+    pub app: String,
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// This host's id, recorded in every commit.
+    pub host_id: String,
+}
+
+/// One Kafka trigger, running.
+pub struct KafkaRunner {
+    trigger: KafkaTrigger,
+    app: String,
+    component: Arc<LoadedComponent>,
+    /// Output tables in name order, then the dead-letter table.
+    tables: Vec<TableWriter>,
+    consumer: Arc<StreamConsumer<Context>>,
+    events: tokio::sync::mpsc::UnboundedReceiver<Assignment>,
+    progress: Progress,
+    info: CommitInfo,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for KafkaRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaRunner")
+            .field("trigger", &self.trigger.id)
+            .field("tables", &self.tables)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaRunner {
+    /// Opens (or creates) every table and joins the consumer group.
+    pub async fn start(
+        config: RunnerConfig,
+        component: Arc<LoadedComponent>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let trigger = config.trigger;
+        let function = component.id.clone();
+        let mut tables = Vec::new();
+        let dead_letters = "dead_letters".to_owned();
+        let targets = trigger
+            .tables
+            .iter()
+            .chain(std::iter::once((&dead_letters, &trigger.dead_letter)));
+        for (name, target) in targets {
+            let table = TableWriter::open(
+                name,
+                &target.uri,
+                &target.schema,
+                &target.partition_by,
+                trigger.checkpoint_interval,
+            )
+            .await
+            .with_context(|| format!("trigger `{}`: opening table `{name}`", trigger.id))?;
+            report_orphans(&table, &function, &metrics).await;
+            tables.push(table);
+        }
+        let (consumer, events) = consumer::create(
+            &config.brokers,
+            &trigger.group,
+            &function,
+            trigger.session_timeout,
+            Arc::clone(&metrics),
+        )
+        .with_context(|| format!("trigger `{}`: creating the consumer", trigger.id))?;
+        let topics: Vec<&str> = trigger.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .with_context(|| format!("trigger `{}`: subscribing to {topics:?}", trigger.id))?;
+        let info = CommitInfo {
+            function,
+            component_digest: component.digest.clone(),
+            trigger: trigger.id.clone(),
+            host_id: config.host_id,
+        };
+        Ok(Self {
+            trigger,
+            app: config.app,
+            component,
+            tables,
+            consumer: Arc::new(consumer),
+            events,
+            progress: Progress::default(),
+            info,
+            metrics,
+        })
+    }
+
+    /// Consumes until `shutdown`; the batch being collected then is still
+    /// processed and committed.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(trigger = %self.trigger.id, function = %self.info.function, topics = ?self.trigger.topics, group = %self.trigger.group, "kafka trigger started");
+        loop {
+            let batch = self.collect(&shutdown).await;
+            if !batch.is_empty() {
+                self.process(batch).await;
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+        }
+        tracing::info!(trigger = %self.trigger.id, "kafka trigger stopped");
+        Ok(())
+    }
+
+    /// Collects messages until a limit is reached, the batch's wait is
+    /// over, or shutdown.
+    async fn collect(&mut self, shutdown: &CancellationToken) -> Vec<KafkaMessage> {
+        let mut batch: Vec<KafkaMessage> = Vec::new();
+        let mut bytes = 0;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let revoked = self.handle_events().await;
+            if !revoked.is_empty() {
+                batch.retain(|m| !revoked.contains(&(m.topic.clone(), m.partition)));
+            }
+            self.resync_due().await;
+            let now = Instant::now();
+            if deadline.is_some_and(|d| d <= now) {
+                break;
+            }
+            let mut wait = deadline.map_or(IDLE_POLL, |d| d - now);
+            if let Some(due) = self.progress.next_due() {
+                wait = wait.min(due.saturating_duration_since(now));
+            }
+            let consumer = Arc::clone(&self.consumer);
+            let received = tokio::select! {
+                () = shutdown.cancelled() => break,
+                r = tokio::time::timeout(wait, consumer.recv()) => r,
+            };
+            let message = match received {
+                Err(_) => continue,
+                Ok(Err(e)) => {
+                    tracing::warn!(trigger = %self.trigger.id, error = %e, "kafka consumer error");
+                    continue;
+                }
+                Ok(Ok(m)) => m,
+            };
+            // A rebalance may have happened inside this `recv`.
+            let revoked = self.handle_events().await;
+            if !revoked.is_empty() {
+                batch.retain(|m| !revoked.contains(&(m.topic.clone(), m.partition)));
+            }
+            if !self
+                .progress
+                .wants(message.topic(), message.partition(), message.offset())
+            {
+                continue;
+            }
+            let message = detach(&message);
+            bytes += message.key.as_ref().map_or(0, Vec::len)
+                + message.value.as_ref().map_or(0, Vec::len);
+            batch.push(message);
+            deadline.get_or_insert_with(|| Instant::now() + self.trigger.max_wait);
+            if batch.len() >= self.trigger.max_records || bytes >= self.trigger.max_bytes {
+                break;
+            }
+        }
+        batch
+    }
+
+    /// Applies rebalance events; returns the partitions revoked.
+    async fn handle_events(&mut self) -> BTreeSet<Partition> {
+        let mut revoked = BTreeSet::new();
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                Assignment::Assigned(parts) => {
+                    for part in parts {
+                        revoked.remove(&part);
+                        self.position(part, 0).await;
+                    }
+                }
+                Assignment::Revoked(parts) => {
+                    for part in parts {
+                        self.progress.remove(&part);
+                        revoked.insert(part);
+                    }
+                }
+            }
+        }
+        revoked
+    }
+
+    async fn resync_due(&mut self) {
+        for (part, attempts) in self.progress.due(Instant::now()) {
+            self.position(part, attempts).await;
+        }
+    }
+
+    /// Reads every table's version for `part`, refuses it if its offsets
+    /// went backwards, seeks just after the table furthest behind and lets
+    /// its messages flow. On failure, schedules another attempt.
+    async fn position(&mut self, part: Partition, attempts: u32) {
+        let (topic, partition) = (part.0.clone(), part.1);
+        match self.read_position(&topic, partition).await {
+            Ok(state) => {
+                if let PartState::Stopped(reason) = &state {
+                    tracing::error!(trigger = %self.trigger.id, topic, partition, "{reason}");
+                    self.metrics
+                        .kafka_partition_stopped
+                        .with_label_values(&[&self.info.function, &topic, &partition.to_string()])
+                        .set(1);
+                } else if let Err(e) = self.consumer.resume(&consumer::one(&topic, partition)) {
+                    tracing::warn!(topic, partition, error = %e, "cannot resume partition");
+                }
+                self.progress.set(part, state);
+            }
+            Err(e) => {
+                let backoff = (Duration::from_millis(500) * 2u32.saturating_pow(attempts.min(6)))
+                    .min(MAX_BACKOFF);
+                tracing::warn!(trigger = %self.trigger.id, topic, partition, error = format!("{e:#}"), retry_in_ms = backoff.as_millis(), "cannot position partition");
+                self.progress.set(
+                    part,
+                    PartState::Resync {
+                        at: Instant::now() + backoff,
+                        attempts: attempts + 1,
+                    },
+                );
+            }
+        }
+    }
+
+    async fn read_position(&mut self, topic: &str, partition: i32) -> anyhow::Result<PartState> {
+        let app_id = delta::app_id(&self.app, &self.info.function, topic, partition);
+        let mut versions = Vec::with_capacity(self.tables.len());
+        for table in &mut self.tables {
+            let v = table.versions(std::slice::from_ref(&app_id)).await?;
+            versions.push(v.into_iter().next().flatten());
+        }
+        let consumer = Arc::clone(&self.consumer);
+        let owned_topic = topic.to_owned();
+        let (low, high) = tokio::task::spawn_blocking(move || {
+            consumer.fetch_watermarks(&owned_topic, partition, Duration::from_secs(10))
+        })
+        .await?
+        .with_context(|| format!("reading the watermarks of `{topic}` [{partition}]"))?;
+        for (table, version) in self.tables.iter().zip(&versions) {
+            if let Some(v) = version
+                && *v >= high
+            {
+                return Ok(PartState::Stopped(format!(
+                    "table `{}` holds offsets of `{topic}` [{partition}] up to {v}, but the partition ends at {high}: \
+                     the topic was recreated or the broker lost its log. Refusing it; use a new application name \
+                     or reset the table (`txn` app id `{app_id}`)",
+                    table.name
+                )));
+            }
+        }
+        if let Some(start) = start_offset(&versions) {
+            if start < low {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    start,
+                    low,
+                    "messages after the tables' last offsets were deleted by retention: they are lost"
+                );
+            }
+            let consumer = Arc::clone(&self.consumer);
+            let owned_topic = topic.to_owned();
+            tokio::task::spawn_blocking(move || {
+                consumer.seek(
+                    &owned_topic,
+                    partition,
+                    Offset::Offset(start),
+                    Duration::from_secs(10),
+                )
+            })
+            .await?
+            .with_context(|| format!("seeking `{topic}` [{partition}] to {start}"))?;
+        }
+        tracing::info!(trigger = %self.trigger.id, topic, partition, ?versions, "partition positioned from the Delta log");
+        Ok(PartState::Ready(versions))
+    }
+
+    /// Invokes, routes and commits one batch.
+    async fn process(&mut self, batch: Vec<KafkaMessage>) {
+        #[expect(clippy::cast_precision_loss, reason = "a histogram sample")]
+        self.metrics
+            .batch_records
+            .with_label_values(&[&self.info.function])
+            .observe(batch.len() as f64);
+        let outcomes = self.invoke(&batch).await;
+        let plan = self.route(&batch, outcomes);
+        let mut ends: BTreeMap<Partition, i64> = BTreeMap::new();
+        for m in &batch {
+            let end = ends
+                .entry((m.topic.clone(), m.partition))
+                .or_insert(m.offset);
+            *end = (*end).max(m.offset);
+        }
+        let mut failed: BTreeSet<Partition> = BTreeSet::new();
+        let dead_letter = self.tables.len() - 1;
+        let mut plan = plan;
+        for t in 0..self.tables.len() {
+            if t > 0 {
+                failpoint::hit("delta-between-tables");
+            }
+            let txns = self.txns(t, &ends);
+            if txns.is_empty() {
+                continue;
+            }
+            let rows = if t == dead_letter {
+                self.dead_letter_batch(&batch, &plan.letters)
+            } else {
+                std::mem::take(&mut plan.rows[t]).map(|d| d.batch)
+            };
+            self.commit(t, rows, txns, &ends, &mut failed).await;
+        }
+        failpoint::hit("delta-before-offset-commit");
+        self.commit_offsets(&ends, &failed);
+    }
+
+    /// Calls the transform; a failed call is retried once, a second
+    /// failure dead-letters the batch.
+    async fn invoke(&self, batch: &[KafkaMessage]) -> Result<Vec<Outcome>, String> {
+        let mut last = String::new();
+        for attempt in 1..=2 {
+            let (result, _output) = self.component.handle_batch(batch).await;
+            match result {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(e) => {
+                    tracing::warn!(trigger = %self.trigger.id, function = %self.info.function, attempt, messages = batch.len(), error = %e, "batch invocation failed");
+                    last = e.to_string();
+                }
+            }
+        }
+        Err(format!("invocation failed twice: {last}"))
+    }
+
+    /// Which rows go to which table, and which messages are dead letters.
+    fn route(&self, batch: &[KafkaMessage], outcomes: Result<Vec<Outcome>, String>) -> Plan {
+        let outputs = self.tables.len() - 1;
+        let mut letters: BTreeMap<usize, (DeadLetterKind, String)> = BTreeMap::new();
+        let mut texts: Vec<Vec<(usize, &str)>> = vec![Vec::new(); outputs];
+        let outcomes = match &outcomes {
+            Ok(o) => o,
+            Err(reason) => {
+                for i in 0..batch.len() {
+                    letters.insert(i, (DeadLetterKind::InvocationFailed, reason.clone()));
+                }
+                return Plan {
+                    rows: vec![None; outputs],
+                    letters,
+                };
+            }
+        };
+        for (i, (message, outcome)) in batch.iter().zip(outcomes).enumerate() {
+            match outcome {
+                Outcome::Reject(reason) => {
+                    letters.insert(i, (DeadLetterKind::Rejected, reason.clone()));
+                }
+                Outcome::Rows(tables) => {
+                    for rows in tables {
+                        let Some(t) = self.tables[..outputs]
+                            .iter()
+                            .position(|w| w.name == rows.table)
+                        else {
+                            letters.insert(
+                                i,
+                                (
+                                    DeadLetterKind::UnknownTable,
+                                    format!(
+                                        "rows for table `{}`, which the trigger does not declare",
+                                        rows.table
+                                    ),
+                                ),
+                            );
+                            continue;
+                        };
+                        if self.needs(t, message) {
+                            texts[t].extend(rows.rows.iter().map(|r| (i, r.as_str())));
+                        }
+                    }
+                }
+            }
+        }
+        let mut decoded: Vec<DecodedRows> = Vec::with_capacity(outputs);
+        for (t, rows) in texts.iter().enumerate() {
+            let (rows, bad) = delta::decode(self.tables[t].arrow_schema(), rows);
+            for (i, reason) in bad {
+                letters.entry(i).or_insert((
+                    DeadLetterKind::InvalidRow,
+                    format!("table `{}`: {reason}", self.tables[t].name),
+                ));
+            }
+            decoded.push(rows);
+        }
+        Plan {
+            rows: decoded
+                .into_iter()
+                .map(|d| Some(delta::without(d, &letters)))
+                .collect(),
+            letters,
+        }
+    }
+
+    /// Whether table `t` still needs rows from `message`.
+    fn needs(&self, t: usize, message: &KafkaMessage) -> bool {
+        self.progress
+            .versions(&message.topic, message.partition)
+            .and_then(|v| v.get(t))
+            .is_some_and(|v| v.is_none_or(|last| message.offset > last))
+    }
+
+    /// Table `t`'s `txn` updates: every ready partition of the batch the
+    /// table has not yet seen to its end.
+    fn txns(&self, t: usize, ends: &BTreeMap<Partition, i64>) -> Vec<TxnUpdate> {
+        ends.iter()
+            .filter_map(|((topic, partition), end)| {
+                let expected = *self.progress.versions(topic, *partition)?.get(t)?;
+                expected.is_none_or(|v| v < *end).then(|| TxnUpdate {
+                    app_id: delta::app_id(&self.app, &self.info.function, topic, *partition),
+                    expected,
+                    version: *end,
+                })
+            })
+            .collect()
+    }
+
+    fn dead_letter_batch(
+        &self,
+        batch: &[KafkaMessage],
+        letters: &BTreeMap<usize, (DeadLetterKind, String)>,
+    ) -> Option<deltalake::arrow::array::RecordBatch> {
+        let t = self.tables.len() - 1;
+        let rows: Vec<DeadLetter> = letters
+            .iter()
+            .filter(|(i, _)| self.needs(t, &batch[**i]))
+            .map(|(i, (kind, reason))| {
+                let m = &batch[*i];
+                DeadLetter {
+                    topic: m.topic.clone(),
+                    partition: m.partition,
+                    offset: m.offset,
+                    timestamp_ms: m.timestamp_ms,
+                    key: m.key.clone(),
+                    value: m.value.clone(),
+                    kind: *kind,
+                    reason: reason.clone(),
+                }
+            })
+            .collect();
+        for letter in &rows {
+            self.metrics
+                .dead_letters
+                .with_label_values(&[
+                    &self.info.function,
+                    &self.tables[t].name,
+                    letter.kind.as_str(),
+                ])
+                .inc();
+        }
+        match DeadLetter::to_batch(
+            &rows,
+            self.tables[t].arrow_schema(),
+            &self.info.function,
+            &self.info.component_digest,
+            chrono::Utc::now(),
+        ) {
+            Ok(batch) => Some(batch),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the dead-letter batch");
+                None
+            }
+        }
+    }
+
+    /// Commits table `t`; on failure marks its partitions for a resync.
+    async fn commit(
+        &mut self,
+        t: usize,
+        rows: Option<deltalake::arrow::array::RecordBatch>,
+        txns: Vec<TxnUpdate>,
+        ends: &BTreeMap<Partition, i64>,
+        failed: &mut BTreeSet<Partition>,
+    ) {
+        let started = Instant::now();
+        let function = self.info.function.clone();
+        let name = self.tables[t].name.clone();
+        let labels = [function.as_str(), name.as_str()];
+        let result = self.tables[t].commit(rows, &txns, &self.info).await;
+        match result {
+            Ok(committed) => {
+                self.metrics
+                    .delta_commit_duration
+                    .with_label_values(&labels)
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.delta_commits.with_label_values(&labels).inc();
+                self.metrics
+                    .delta_rows_written
+                    .with_label_values(&labels)
+                    .inc_by(committed.rows as u64);
+                self.metrics
+                    .delta_version
+                    .with_label_values(&labels)
+                    .set(i64::try_from(committed.version).unwrap_or(i64::MAX));
+                for (part, end) in ends {
+                    if txns.iter().any(|x| {
+                        x.version == *end
+                            && x.app_id == delta::app_id(&self.app, &function, &part.0, part.1)
+                    }) {
+                        self.progress.advance(part, t, *end);
+                    }
+                }
+            }
+            Err(e) => {
+                let kind = if e.is_fenced() { "fenced" } else { "error" };
+                self.metrics
+                    .delta_commit_errors
+                    .with_label_values(&[function.as_str(), name.as_str(), kind])
+                    .inc();
+                tracing::error!(trigger = %self.trigger.id, table = %name, error = format!("{:#}", anyhow::Error::new(e)), "commit abandoned; its partitions will be re-read from the Delta log");
+                for part in ends.keys() {
+                    if txns
+                        .iter()
+                        .any(|x| x.app_id == delta::app_id(&self.app, &function, &part.0, part.1))
+                    {
+                        if let Err(e) = self.consumer.pause(&consumer::one(&part.0, part.1)) {
+                            tracing::warn!(error = %e, "cannot pause partition");
+                        }
+                        self.progress.set(
+                            part.clone(),
+                            PartState::Resync {
+                                at: Instant::now(),
+                                attempts: 0,
+                            },
+                        );
+                        failed.insert(part.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commits consumer offsets (async; used only for lag, DESIGN.md §5.4).
+    fn commit_offsets(&self, ends: &BTreeMap<Partition, i64>, failed: &BTreeSet<Partition>) {
+        let mut list = TopicPartitionList::new();
+        for (part, end) in ends {
+            if !failed.contains(part) && self.progress.versions(&part.0, part.1).is_some() {
+                // A partition that went away mid-batch is not ours to commit.
+                let _ = list.add_partition_offset(&part.0, part.1, Offset::Offset(end + 1));
+            }
+        }
+        if list.count() > 0
+            && let Err(e) = self.consumer.commit(&list, CommitMode::Async)
+        {
+            tracing::debug!(error = %e, "offset commit failed (lag metrics only)");
+        }
+    }
+}
+
+/// A batch routed: rows per output table (taken as committed) and dead
+/// letters by message index.
+struct Plan {
+    rows: Vec<Option<DecodedRows>>,
+    letters: BTreeMap<usize, (DeadLetterKind, String)>,
+}
+
+/// Copies a borrowed rdkafka message into a domain message.
+fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> KafkaMessage {
+    KafkaMessage {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers: m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+async fn report_orphans(table: &TableWriter, function: &str, metrics: &Metrics) {
+    match delta::orphans(table).await {
+        Ok(files) => {
+            if !files.is_empty() {
+                tracing::warn!(table = %table.name, count = files.len(), first = %files[0], "parquet files no table version references (left by a crash); safe to delete");
+            }
+            metrics
+                .delta_orphan_files
+                .with_label_values(&[function, &table.name])
+                .set(i64::try_from(files.len()).unwrap_or(i64::MAX));
+        }
+        Err(e) => tracing::warn!(table = %table.name, error = %e, "cannot list the table's files"),
+    }
+}

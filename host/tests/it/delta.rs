@@ -1,0 +1,258 @@
+//! Kafka → vehicle-transform → Delta, in-process over librdkafka's mock
+//! cluster: valid messages become rows, malformed ones dead letters, each
+//! offset exactly once, and a restarted host continues where it stopped.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use deltalake::arrow::array::{Array, Int32Array, Int64Array, RecordBatch};
+use gtfs_rt::sample::Sample;
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+use weir::run::KafkaMode;
+use weir::sink::delta::read;
+use weir::{Host, HostConfig, Manifest, RuntimeConfig};
+
+use crate::support::{function, sample};
+
+/// A manifest running vehicle-transform on `topic` into tables under `data`.
+pub fn manifest_text(topic: &str, data: &Path, max_records: usize) -> String {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../functions/vehicle-transform/tables/vehicle_positions.json");
+    format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "delta-test"
+[[trigger.kafka]]
+id = "vehicles"
+component = "vehicle-transform"
+topics = ["{topic}"]
+group = "vehicle-transform-{topic}"
+batch = {{ max_records = {max_records}, max_ms = 200 }}
+session_timeout_ms = 6000
+tables = {{ vehicle_positions = {{ uri = "{data}/vehicle_positions", partition_by = ["date"], schema = "{schema}" }} }}
+dead_letter = {{ uri = "{data}/dead_letters", partition_by = ["date"] }}
+[component.vehicle-transform]
+source = "{source}"
+"#,
+        data = data.display(),
+        schema = schema.display(),
+        source = function("vehicle-transform").display(),
+    )
+}
+
+/// Valid vehicle messages from the sample network, with a malformed one
+/// (of a rotating kind) every fifth: (key, value, malformed).
+pub fn messages(count: usize, t: u64) -> Vec<(String, Option<Vec<u8>>, bool)> {
+    let feed = Sample::new(u32::try_from(count).unwrap(), 11).vehicle_positions(t);
+    gtfs_rt::messages(&feed)
+        .enumerate()
+        .map(|(i, m)| {
+            let bad: Option<Option<Vec<u8>>> = match (i % 5 == 4).then_some(i / 5 % 4) {
+                Some(0) => Some(Some(b"{not json".to_vec())),
+                Some(1) => Some(None),
+                Some(2) => Some(Some(
+                    String::from_utf8(m.value.clone())
+                        .unwrap()
+                        .replace("\"latitude\":", "\"latitude\":1000,\"x\":")
+                        .into_bytes(),
+                )),
+                Some(_) => Some(Some(br#"{"entity_type":"alert","id":"a1"}"#.to_vec())),
+                None => None,
+            };
+            match bad {
+                Some(value) => (m.key, value, true),
+                None => (m.key, Some(m.value), false),
+            }
+        })
+        .collect()
+}
+
+/// Produces the messages (partitioned by key) and waits for every ack.
+pub async fn produce(brokers: &str, topic: &str, messages: &[(String, Option<Vec<u8>>, bool)]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for (key, value, _) in messages {
+        let mut record = FutureRecord::<String, Vec<u8>>::to(topic).key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column `{name}`"))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| panic!("column `{name}` has another type"))
+}
+
+/// How many times each (partition, offset) appears in the table, read
+/// from the column pair `partition`/`offset`.
+pub async fn offsets(uri: &Path, partition: &str, offset: &str) -> BTreeMap<(i32, i64), usize> {
+    let mut seen = BTreeMap::new();
+    let Ok(table) = read::open(&uri.display().to_string()).await else {
+        return seen;
+    };
+    for batch in read::scan(&table).await.unwrap() {
+        let partitions: &Int32Array = column(&batch, partition);
+        let offsets: &Int64Array = column(&batch, offset);
+        for i in 0..batch.num_rows() {
+            *seen
+                .entry((partitions.value(i), offsets.value(i)))
+                .or_default() += 1;
+        }
+    }
+    seen
+}
+
+/// Rows and dead letters by (partition, offset), once `expected` are in.
+pub async fn wait_for_all(
+    data: &Path,
+    expected: usize,
+) -> (BTreeMap<(i32, i64), usize>, BTreeMap<(i32, i64), usize>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let rows = offsets(
+            &data.join("vehicle_positions"),
+            "kafka_partition",
+            "kafka_offset",
+        )
+        .await;
+        let letters = offsets(&data.join("dead_letters"), "partition", "offset").await;
+        let total: usize = rows.values().sum::<usize>() + letters.values().sum::<usize>();
+        if total >= expected || tokio::time::Instant::now() > deadline {
+            return (rows, letters);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn start(manifest: &Path, brokers: &str, data: &Path) -> (Host, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    let config = HostConfig {
+        manifest: Manifest::load(manifest, Vec::new()).unwrap(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        runtime: RuntimeConfig::default(),
+        once: false,
+        data_dir: Some(data.to_path_buf()),
+        kafka: KafkaMode::Brokers(brokers.to_owned()),
+    };
+    (
+        Host::start(config, shutdown.clone()).await.unwrap(),
+        shutdown,
+    )
+}
+
+/// Every produced message is in exactly one of the two tables, once;
+/// valid ones as rows, malformed ones as dead letters.
+fn assert_exactly_once(
+    rows: &BTreeMap<(i32, i64), usize>,
+    letters: &BTreeMap<(i32, i64), usize>,
+    valid: usize,
+    malformed: usize,
+) {
+    let duplicated: Vec<_> = rows
+        .iter()
+        .chain(letters.iter())
+        .filter(|(_, n)| **n > 1)
+        .collect();
+    assert!(duplicated.is_empty(), "duplicated offsets: {duplicated:?}");
+    let both: Vec<_> = rows.keys().filter(|k| letters.contains_key(k)).collect();
+    assert!(both.is_empty(), "offsets in both tables: {both:?}");
+    assert_eq!((rows.len(), letters.len()), (valid, malformed));
+    // Offsets are dense per partition: nothing skipped.
+    let mut per_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for (p, o) in rows.keys().chain(letters.keys()) {
+        per_partition.entry(*p).or_default().push(*o);
+    }
+    for (p, mut offsets) in per_partition {
+        offsets.sort_unstable();
+        let dense: Vec<i64> = (0..i64::try_from(offsets.len()).unwrap()).collect();
+        assert_eq!(offsets, dense, "partition {p} has gaps");
+    }
+}
+
+#[tokio::test]
+async fn rows_and_dead_letters_exactly_once_across_a_restart() {
+    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let topic = "vehicles-delta";
+    cluster.create_topic(topic, 3, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(&manifest, manifest_text(topic, &data, 100)).unwrap();
+
+    let first = messages(500, 1_764_000_000);
+    produce(&brokers, topic, &first).await;
+    let (host, shutdown) = start(&manifest, &brokers, &data).await;
+    let (rows, letters) = wait_for_all(&data, first.len()).await;
+    let malformed = first.iter().filter(|m| m.2).count();
+    assert_exactly_once(&rows, &letters, first.len() - malformed, malformed);
+    let text = host.metrics.encode();
+    assert_eq!(
+        sample(
+            &text,
+            r#"weir_delta_rows_written_total{function="vehicle-transform",table="vehicle_positions"}"#
+        ),
+        Some((first.len() - malformed) as f64),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"weir_dead_letters_total{function="vehicle-transform",reason="rejected",table="dead_letters"}"#
+        ),
+        Some(malformed as f64),
+        "{text}"
+    );
+    shutdown.cancel();
+    host.wait().await.unwrap();
+
+    // A new host over the same tables and group: only the new messages.
+    let second = messages(300, 1_764_000_030);
+    produce(&brokers, topic, &second).await;
+    let (host, shutdown) = start(&manifest, &brokers, &data).await;
+    let total = first.len() + second.len();
+    let (rows, letters) = wait_for_all(&data, total).await;
+    let malformed = first.iter().chain(&second).filter(|m| m.2).count();
+    assert_exactly_once(&rows, &letters, total - malformed, malformed);
+    shutdown.cancel();
+    host.wait().await.unwrap();
+
+    // Lineage: every commit names the component that wrote it.
+    let table = read::open(&data.join("vehicle_positions").display().to_string())
+        .await
+        .unwrap();
+    let history: Vec<_> = futures::TryStreamExt::try_collect(table.history(None))
+        .await
+        .unwrap();
+    let digest = weir::runtime::digest(&std::fs::read(function("vehicle-transform")).unwrap());
+    let appends: Vec<_> = history
+        .iter()
+        .filter(|c| c.operation.as_deref() == Some("WRITE"))
+        .collect();
+    assert!(!appends.is_empty());
+    for commit in appends {
+        assert_eq!(
+            commit.info.get("weir.componentDigest"),
+            Some(&serde_json::Value::String(digest.clone())),
+            "{commit:?}"
+        );
+    }
+}
