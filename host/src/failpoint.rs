@@ -1,7 +1,9 @@
 //! Crash points for the kill -9 tests: `WEIR_FAILPOINT=<name>[:<n>]` makes
 //! the process abort (no destructors, no flushing — as a `kill -9` would)
 //! the n-th time (default: first) execution passes the named point. Unset,
-//! a point costs one atomic load.
+//! a point costs one atomic load. The points of the Kafka → Delta path, in
+//! order: `batch-before-write`, `delta-after-write` (parquet files written,
+//! not committed), `delta-between-tables`, `delta-before-offset-commit`.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

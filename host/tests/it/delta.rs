@@ -160,7 +160,7 @@ async fn start(manifest: &Path, brokers: &str, data: &Path) -> (Host, Cancellati
 
 /// Every produced message is in exactly one of the two tables, once;
 /// valid ones as rows, malformed ones as dead letters.
-fn assert_exactly_once(
+pub fn assert_exactly_once(
     rows: &BTreeMap<(i32, i64), usize>,
     letters: &BTreeMap<(i32, i64), usize>,
     valid: usize,

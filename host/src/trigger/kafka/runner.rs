@@ -319,6 +319,7 @@ impl KafkaRunner {
             .observe(batch.len() as f64);
         let outcomes = self.invoke(&batch).await;
         let plan = self.route(&batch, outcomes);
+        failpoint::hit("batch-before-write");
         let mut ends: BTreeMap<Partition, i64> = BTreeMap::new();
         for m in &batch {
             let end = ends
