@@ -256,3 +256,131 @@ async fn rows_and_dead_letters_exactly_once_across_a_restart() {
         );
     }
 }
+
+/// Schemas of the poison guest's tables `a` and `b`.
+fn poison_manifest(topic: &str, dir: &Path) -> String {
+    std::fs::write(
+        dir.join("a.json"),
+        r#"{"version": 1, "columns": [{"name": "partition", "type": "integer", "nullable": false}, {"name": "offset", "type": "long", "nullable": false}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("b.json"),
+        r#"{"version": 1, "columns": [{"name": "partition", "type": "integer", "nullable": false}, {"name": "offset", "type": "long", "nullable": false}, {"name": "n", "type": "long", "nullable": false}]}"#,
+    )
+    .unwrap();
+    format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "poison-test"
+[[trigger.kafka]]
+component = "poison"
+topics = ["{topic}"]
+batch = {{ max_records = 4, max_ms = 100 }}
+tables = {{ a = {{ uri = "data/a", schema = "a.json" }}, b = {{ uri = "data/b", schema = "b.json" }} }}
+dead_letter = {{ uri = "data/dead_letters", partition_by = ["date"] }}
+[component.poison]
+source = "{source}"
+[component.poison.tool.weir]
+timeout_ms = 300
+"#,
+        source = crate::support::guest("poison").display()
+    )
+}
+
+/// Dead letters as (partition, offset) → kind.
+async fn letter_kinds(uri: &Path) -> BTreeMap<(i32, i64), String> {
+    let table = read::open(&uri.display().to_string()).await.unwrap();
+    let mut kinds = BTreeMap::new();
+    for batch in read::scan(&table).await.unwrap() {
+        let partitions: &Int32Array = column(&batch, "partition");
+        let offsets: &Int64Array = column(&batch, "offset");
+        let kind: &deltalake::arrow::array::StringArray = column(&batch, "kind");
+        for i in 0..batch.num_rows() {
+            kinds.insert(
+                (partitions.value(i), offsets.value(i)),
+                kind.value(i).to_owned(),
+            );
+        }
+    }
+    kinds
+}
+
+async fn send_values(brokers: &str, topic: &str, values: &[&str]) {
+    let messages: Vec<_> = values
+        .iter()
+        .map(|v| ("k".to_owned(), Some(v.as_bytes().to_vec()), false))
+        .collect();
+    produce(brokers, topic, &messages).await;
+}
+
+/// Waits until tables `a` and the dead letters hold `expected` offsets.
+async fn wait_poison(
+    data: &Path,
+    expected: usize,
+) -> (BTreeMap<(i32, i64), usize>, BTreeMap<(i32, i64), usize>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = offsets(&data.join("a"), "partition", "offset").await;
+        let letters = offsets(&data.join("dead_letters"), "partition", "offset").await;
+        if a.len() + letters.len() >= expected || tokio::time::Instant::now() > deadline {
+            return (a, letters);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn traps_timeouts_and_bad_rows_are_dead_lettered_and_the_stream_goes_on() {
+    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let topic = "poison";
+    cluster.create_topic(topic, 1, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(&manifest, poison_manifest(topic, dir.path())).unwrap();
+    let data = dir.path().join("data");
+    let (host, shutdown) = start(&manifest, &brokers, &data).await;
+
+    // Offsets 0-3 fine, 4 traps (its batch is dead-lettered after one
+    // retry), then the stream goes on; likewise for a guest that hangs.
+    let phases: [&[&str]; 5] = [
+        &["x", "yy", "zzz", "w"],
+        &["trap"],
+        &["x", "reject", "badrow", "stray"],
+        &["hang"],
+        &["x", "yy"],
+    ];
+    let mut sent = 0;
+    for values in phases {
+        send_values(&brokers, topic, values).await;
+        sent += values.len();
+        wait_poison(&data, sent).await;
+    }
+    let (a, letters) = wait_poison(&data, sent).await;
+    assert_exactly_once(&a, &letters, 7, 5);
+    let kinds = letter_kinds(&data.join("dead_letters")).await;
+    assert_eq!(kinds[&(0, 4)], "invocation_failed");
+    assert_eq!(kinds[&(0, 6)], "rejected");
+    assert_eq!(kinds[&(0, 7)], "invalid_row");
+    assert_eq!(kinds[&(0, 8)], "unknown_table");
+    assert_eq!(kinds[&(0, 9)], "invocation_failed");
+    // Fan-out: every row of `a` has its twin in `b`, nothing else there.
+    let b = offsets(&data.join("b"), "partition", "offset").await;
+    assert_eq!(a, b);
+
+    let text = host.metrics.encode();
+    for (outcome, count) in [("trap", 2.0), ("timeout", 2.0)] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!(r#"weir_invocations_total{{function="poison",outcome="{outcome}"}}"#)
+            ),
+            Some(count),
+            "retried once: {text}"
+        );
+    }
+    shutdown.cancel();
+    host.wait().await.unwrap();
+}
