@@ -343,7 +343,7 @@ impl KafkaRunner {
             } else {
                 std::mem::take(&mut plan.rows[t]).map(|d| d.batch)
             };
-            self.commit(t, rows, txns, &ends, &mut failed).await;
+            self.commit(t, rows, &txns, &mut failed).await;
         }
         failpoint::hit("delta-before-offset-commit");
         self.commit_offsets(&ends, &failed);
@@ -443,14 +443,17 @@ impl KafkaRunner {
 
     /// Table `t`'s `txn` updates: every ready partition of the batch the
     /// table has not yet seen to its end.
-    fn txns(&self, t: usize, ends: &BTreeMap<Partition, i64>) -> Vec<TxnUpdate> {
+    fn txns(&self, t: usize, ends: &BTreeMap<Partition, i64>) -> Vec<(Partition, TxnUpdate)> {
         ends.iter()
-            .filter_map(|((topic, partition), end)| {
-                let expected = *self.progress.versions(topic, *partition)?.get(t)?;
-                expected.is_none_or(|v| v < *end).then(|| TxnUpdate {
-                    app_id: delta::app_id(&self.app, &self.info.function, topic, *partition),
-                    expected,
-                    version: *end,
+            .filter_map(|(part, end)| {
+                let expected = *self.progress.versions(&part.0, part.1)?.get(t)?;
+                expected.is_none_or(|v| v < *end).then(|| {
+                    let update = TxnUpdate {
+                        app_id: delta::app_id(&self.app, &self.info.function, &part.0, part.1),
+                        expected,
+                        version: *end,
+                    };
+                    (part.clone(), update)
                 })
             })
             .collect()
@@ -509,15 +512,15 @@ impl KafkaRunner {
         &mut self,
         t: usize,
         rows: Option<deltalake::arrow::array::RecordBatch>,
-        txns: Vec<TxnUpdate>,
-        ends: &BTreeMap<Partition, i64>,
+        txns: &[(Partition, TxnUpdate)],
         failed: &mut BTreeSet<Partition>,
     ) {
         let started = Instant::now();
         let function = self.info.function.clone();
         let name = self.tables[t].name.clone();
         let labels = [function.as_str(), name.as_str()];
-        let result = self.tables[t].commit(rows, &txns, &self.info).await;
+        let updates: Vec<TxnUpdate> = txns.iter().map(|(_, u)| u.clone()).collect();
+        let result = self.tables[t].commit(rows, &updates, &self.info).await;
         match result {
             Ok(committed) => {
                 self.metrics
@@ -533,13 +536,8 @@ impl KafkaRunner {
                     .delta_version
                     .with_label_values(&labels)
                     .set(i64::try_from(committed.version).unwrap_or(i64::MAX));
-                for (part, end) in ends {
-                    if txns.iter().any(|x| {
-                        x.version == *end
-                            && x.app_id == delta::app_id(&self.app, &function, &part.0, part.1)
-                    }) {
-                        self.progress.advance(part, t, *end);
-                    }
+                for (part, update) in txns {
+                    self.progress.advance(part, t, update.version);
                 }
             }
             Err(e) => {
@@ -549,23 +547,18 @@ impl KafkaRunner {
                     .with_label_values(&[function.as_str(), name.as_str(), kind])
                     .inc();
                 tracing::error!(trigger = %self.trigger.id, table = %name, error = format!("{:#}", anyhow::Error::new(e)), "commit abandoned; its partitions will be re-read from the Delta log");
-                for part in ends.keys() {
-                    if txns
-                        .iter()
-                        .any(|x| x.app_id == delta::app_id(&self.app, &function, &part.0, part.1))
-                    {
-                        if let Err(e) = self.consumer.pause(&consumer::one(&part.0, part.1)) {
-                            tracing::warn!(error = %e, "cannot pause partition");
-                        }
-                        self.progress.set(
-                            part.clone(),
-                            PartState::Resync {
-                                at: Instant::now(),
-                                attempts: 0,
-                            },
-                        );
-                        failed.insert(part.clone());
+                for (part, _) in txns {
+                    if let Err(e) = self.consumer.pause(&consumer::one(&part.0, part.1)) {
+                        tracing::warn!(error = %e, "cannot pause partition");
                     }
+                    self.progress.set(
+                        part.clone(),
+                        PartState::Resync {
+                            at: Instant::now(),
+                            attempts: 0,
+                        },
+                    );
+                    failed.insert(part.clone());
                 }
             }
         }
