@@ -282,3 +282,62 @@ fn sigterm(child: &Child) {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_in_one_group_one_killed_mid_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, brokers) = broker(&dir.path().join("broker"));
+    let topic = "vehicles-two-hosts";
+    create_topic(&brokers, topic, 4).await;
+    let data = dir.path().join("data");
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(&manifest, crate::delta::manifest_text(topic, &data, 100)).unwrap();
+
+    let all = messages(2_400, 1_764_000_000);
+    let producer = {
+        let brokers = brokers.clone();
+        let all = all.clone();
+        tokio::spawn(async move {
+            for chunk in all.chunks(100) {
+                produce(&brokers, topic, chunk).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    let first = host(
+        &manifest,
+        &brokers,
+        free_port(),
+        None,
+        &dir.path().join("a.log"),
+    );
+    let _second = host(
+        &manifest,
+        &brokers,
+        free_port(),
+        None,
+        &dir.path().join("b.log"),
+    );
+    // Both hosts share the partitions for a while, then one dies.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    drop(first);
+    producer.await.unwrap();
+
+    let (rows, letters) = crate::delta::wait_for_all(&data, all.len()).await;
+    let malformed = all.iter().filter(|m| m.2).count();
+    crate::delta::assert_exactly_once(&rows, &letters, all.len() - malformed, malformed);
+
+    // Both hosts committed (lineage names each host).
+    let table =
+        weir::sink::delta::read::open(&data.join("vehicle_positions").display().to_string())
+            .await
+            .unwrap();
+    let history: Vec<_> = futures::TryStreamExt::try_collect(table.history(None))
+        .await
+        .unwrap();
+    let hosts: BTreeSet<String> = history
+        .iter()
+        .filter_map(|c| c.info.get("weir.hostId")?.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(hosts.len(), 2, "commits by both hosts: {hosts:?}");
+}
