@@ -235,6 +235,13 @@ async fn rows_and_dead_letters_exactly_once_across_a_restart() {
     shutdown.cancel();
     host.wait().await.unwrap();
 
+    for (table, partition, offset) in [
+        ("vehicle_positions", "kafka_partition", "kafka_offset"),
+        ("dead_letters", "partition", "offset"),
+    ] {
+        python_reader_agrees(&data.join(table), partition, offset).await;
+    }
+
     // Lineage: every commit names the component that wrote it.
     let table = read::open(&data.join("vehicle_positions").display().to_string())
         .await
@@ -383,4 +390,61 @@ async fn traps_timeouts_and_bad_rows_are_dead_lettered_and_the_stream_goes_on() 
     }
     shutdown.cancel();
     host.wait().await.unwrap();
+}
+
+/// Reads the table with the Python `deltalake` package (an independent
+/// reader with its own query engine) and checks it sees what weir's reader
+/// sees: version, schema, partitioning, rows, rows per partition value.
+async fn python_reader_agrees(uri: &Path, partition: &str, offset: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_delta.py");
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(uri)
+        .args([partition, offset])
+        .output()
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the Python reader failed (hint: `pip install -r requirements-test.txt`):\n{stderr}"
+    );
+    let python: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    let table = read::open(&uri.display().to_string()).await.unwrap();
+    let state = table.snapshot().unwrap();
+    let schema: Vec<serde_json::Value> = state
+        .schema()
+        .fields()
+        .map(|f| {
+            let deltalake::kernel::DataType::Primitive(p) = f.data_type() else {
+                panic!("weir writes primitive columns only");
+            };
+            serde_json::json!([f.name(), p, f.is_nullable()])
+        })
+        .collect();
+    let batches = read::scan(&table).await.unwrap();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut by_partition: BTreeMap<String, usize> = BTreeMap::new();
+    for batch in &batches {
+        let dates: &deltalake::arrow::array::StringArray = column(batch, "date");
+        for i in 0..batch.num_rows() {
+            *by_partition.entry(dates.value(i).to_owned()).or_default() += 1;
+        }
+    }
+    let seen = offsets(uri, partition, offset).await;
+    assert_eq!(python["version"], table.version().unwrap(), "{python}");
+    assert_eq!(
+        python["schema"],
+        serde_json::Value::Array(schema),
+        "{python}"
+    );
+    assert_eq!(python["partition_columns"], serde_json::json!(["date"]));
+    assert_eq!(python["rows"], rows, "{python}");
+    assert_eq!(python["distinct_offsets"], seen.len(), "{python}");
+    assert_eq!(
+        python["rows_by_partition"],
+        serde_json::json!(by_partition),
+        "{python}"
+    );
+    assert!(rows > 0, "{} is empty", uri.display());
 }

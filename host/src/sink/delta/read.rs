@@ -1,8 +1,13 @@
 //! Reading a Delta table back: every row of the current version, straight
 //! from its parquet files (no query engine). Used by `weir table` and tests.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use deltalake::DeltaTable;
-use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::arrow::error::ArrowError;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use object_store::ObjectStoreExt as _;
 
@@ -19,8 +24,8 @@ pub async fn open(uri: &str) -> Result<DeltaTable, DeltaError> {
 }
 
 /// Every row of the table's current version, one batch per file chunk.
-/// Partition columns are not in the files (Delta keeps them in the log),
-/// so they are absent here.
+/// Partition columns are not in the files (Delta keeps them in the log);
+/// they are appended to each batch as text columns, as the log spells them.
 pub async fn scan(table: &DeltaTable) -> Result<Vec<RecordBatch>, DeltaError> {
     let name = table.table_url().to_string();
     let err = |source| DeltaError::Read {
@@ -29,8 +34,10 @@ pub async fn scan(table: &DeltaTable) -> Result<Vec<RecordBatch>, DeltaError> {
     };
     let state = table.snapshot().map_err(err)?;
     let store = table.object_store();
+    let partition_columns = state.metadata().partition_columns().to_vec();
     let mut batches = Vec::new();
     for add in state.log_data() {
+        let values = add.partition_values_map();
         let path = add.object_store_path();
         let bytes = store
             .get(&path)
@@ -43,8 +50,37 @@ pub async fn scan(table: &DeltaTable) -> Result<Vec<RecordBatch>, DeltaError> {
             .and_then(|b| b.build())
             .map_err(|e| err(e.into()))?;
         for batch in reader {
-            batches.push(batch.map_err(|e| err(e.into()))?);
+            let batch = batch.map_err(|e| err(e.into()))?;
+            let batch = with_partition_values(batch, &partition_columns, &values)
+                .map_err(|e| err(e.into()))?;
+            batches.push(batch);
         }
     }
     Ok(batches)
+}
+
+/// `batch` with one text column per partition column, every row holding the
+/// file's value (null for a null partition value).
+fn with_partition_values(
+    batch: RecordBatch,
+    columns: &[String],
+    values: &HashMap<String, Option<String>>,
+) -> Result<RecordBatch, ArrowError> {
+    if columns.is_empty() {
+        return Ok(batch);
+    }
+    let rows = batch.num_rows();
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
+    for name in columns {
+        let value = values.get(name).cloned().flatten();
+        fields.push(Field::new(name, DataType::Utf8, true));
+        arrays.push(Arc::new(StringArray::from(vec![value; rows])));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
 }
