@@ -3,6 +3,7 @@
 //! to Kafka. With feature `sample`, a generator of realistic feeds.
 //! Pure computation: no I/O, so it runs the same natively and in Wasm.
 
+pub mod date;
 pub mod json;
 #[cfg(feature = "sample")]
 pub mod sample;

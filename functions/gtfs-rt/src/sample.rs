@@ -280,18 +280,7 @@ fn splitmix(mut x: u64) -> u64 {
 
 /// The UTC calendar date of POSIX time `t`, as GTFS writes it (`YYYYMMDD`).
 pub fn yyyymmdd(t: u64) -> String {
-    // Days since 1970-01-01 to a civil date (proleptic Gregorian calendar).
-    let days = i64::try_from(t / 86_400).unwrap_or(0) + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}")
+    crate::date::yyyymmdd(i64::try_from(t).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

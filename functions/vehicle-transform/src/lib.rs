@@ -6,7 +6,6 @@
 //! run the very same code natively; the `transformer` export is a thin
 //! loop over it.
 
-mod date;
 mod vehicle;
 
 pub use vehicle::transform;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::date::iso_date;
+use gtfs_rt::date::{iso_date, micros};
 
 /// The parts of a vehicle message the table keeps. Unknown fields
 /// (extensions, newer spec fields) are ignored.
@@ -108,10 +108,6 @@ struct Row<'a> {
     kafka_offset: i64,
 }
 
-/// Latest plausible POSIX time (year 2100): later timestamps are garbage
-/// that would overflow microseconds or create absurd partitions.
-const MAX_SECONDS: u64 = 4_102_444_800;
-
 /// The row (JSON text) for one message value, or why it is rejected.
 pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<String, String> {
     let value = value.ok_or("no value (tombstone)")?;
@@ -174,14 +170,6 @@ pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<St
 
 fn non_empty(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.is_empty())
-}
-
-fn micros(seconds: u64, field: &str) -> Result<i64, String> {
-    if seconds > MAX_SECONDS {
-        return Err(format!("`{field}` {seconds} is after the year 2100"));
-    }
-    // Checked above: at most 4.1e15, far inside i64.
-    Ok(i64::try_from(seconds).unwrap_or(0) * 1_000_000)
 }
 
 fn check_position(p: &Position) -> Result<(), String> {

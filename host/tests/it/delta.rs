@@ -448,3 +448,112 @@ async fn python_reader_agrees(uri: &Path, partition: &str, offset: &str) {
     );
     assert!(rows > 0, "{} is empty", uri.display());
 }
+
+#[tokio::test]
+async fn three_transforms_fill_their_tables_and_share_the_dead_letters() {
+    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let functions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
+    let mut text = "spin_manifest_version = 2\n[application]\nname = \"three\"\n".to_owned();
+    for (component, topic, table) in [
+        ("vehicle-transform", "v3", "vehicle_positions"),
+        ("trip-update-transform", "t3", "trip_updates"),
+        ("alert-transform", "a3", "alerts"),
+    ] {
+        cluster.create_topic(topic, 2, 1).unwrap();
+        text += &format!(
+            r#"
+[[trigger.kafka]]
+component = "{component}"
+topics = ["{topic}"]
+batch = {{ max_records = 500, max_ms = 200 }}
+tables = {{ {table} = {{ uri = "{data}/{table}", partition_by = ["date"], schema = "{schema}" }} }}
+dead_letter = {{ uri = "{data}/dead_letters", partition_by = ["date"] }}
+[component.{component}]
+source = "{source}"
+"#,
+            data = data.display(),
+            schema = functions
+                .join(component)
+                .join("tables")
+                .join(format!("{table}.json"))
+                .display(),
+            source = function(component).display(),
+        );
+    }
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(&manifest, text).unwrap();
+
+    let network = Sample::new(300, 5);
+    let t = 1_764_000_000;
+    let feeds = [
+        ("v3", network.vehicle_positions(t)),
+        ("t3", network.trip_updates(t)),
+        ("a3", network.alerts(t)),
+    ];
+    let stop_time_updates: usize = feeds[1]
+        .1
+        .entity
+        .iter()
+        .map(|e| {
+            e.trip_update
+                .as_ref()
+                .unwrap()
+                .stop_time_update
+                .len()
+                .max(1)
+        })
+        .sum();
+    let alerts = feeds[2].1.entity.len();
+    for (topic, feed) in &feeds {
+        let mut messages: Vec<_> = gtfs_rt::messages(feed)
+            .map(|m| (m.key, Some(m.value), false))
+            .collect();
+        // One message of another feed's type on each topic: a dead letter.
+        messages.push((
+            "x".to_owned(),
+            Some(br#"{"entity_type":"shape","id":"s"}"#.to_vec()),
+            true,
+        ));
+        produce(&brokers, topic, &messages).await;
+    }
+    let (host, shutdown) = start(&manifest, &brokers, &data).await;
+    let expected = [
+        ("vehicle_positions", 300),
+        ("trip_updates", stop_time_updates),
+        ("alerts", alerts),
+        ("dead_letters", 3),
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let counts = loop {
+        let mut counts = Vec::new();
+        for (table, _) in expected {
+            let rows = match read::open(&data.join(table).display().to_string()).await {
+                Ok(t) => read::scan(&t)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(RecordBatch::num_rows)
+                    .sum(),
+                Err(_) => 0,
+            };
+            counts.push((table, rows));
+        }
+        if counts == expected || tokio::time::Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(counts, expected);
+    for (table, partition, offset) in [
+        ("trip_updates", "kafka_partition", "kafka_offset"),
+        ("alerts", "kafka_partition", "kafka_offset"),
+        ("dead_letters", "partition", "offset"),
+    ] {
+        python_reader_agrees(&data.join(table), partition, offset).await;
+    }
+    shutdown.cancel();
+    host.wait().await.unwrap();
+}

@@ -1,0 +1,275 @@
+//! One trip update message (as gtfs-fetch sends it) → one row per stop
+//! time update, or a single row with empty stop columns for a trip update
+//! that has none (a cancelled trip, say).
+
+use gtfs_rt::date::{iso_date, micros, micros_signed};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    entity_type: Option<String>,
+    feed_timestamp: Option<u64>,
+    id: Option<String>,
+    trip_update: Option<TripUpdate>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TripUpdate {
+    trip: Option<Trip>,
+    vehicle: Option<Descriptor>,
+    #[serde(default)]
+    stop_time_update: Vec<StopTimeUpdate>,
+    timestamp: Option<u64>,
+    delay: Option<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Trip {
+    trip_id: Option<String>,
+    route_id: Option<String>,
+    direction_id: Option<u32>,
+    start_time: Option<String>,
+    start_date: Option<String>,
+    schedule_relationship: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Descriptor {
+    id: Option<String>,
+    label: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StopTimeUpdate {
+    stop_sequence: Option<u32>,
+    stop_id: Option<String>,
+    arrival: Option<Event>,
+    departure: Option<Event>,
+    schedule_relationship: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Event {
+    delay: Option<i32>,
+    time: Option<i64>,
+    uncertainty: Option<i32>,
+}
+
+/// A row of `trip_updates`; absent fields are null. `Copy`, so a stop's
+/// row is the trip's row with the stop columns filled in.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Row<'a> {
+    entity_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trip_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_date: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trip_schedule_relationship: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vehicle_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vehicle_label: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trip_delay: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trip_timestamp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_sequence: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_schedule_relationship: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arrival_delay: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arrival_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arrival_uncertainty: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    departure_delay: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    departure_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    departure_uncertainty: Option<i32>,
+    feed_timestamp: i64,
+    date: &'a str,
+    kafka_partition: i32,
+    kafka_offset: i64,
+}
+
+/// The rows (JSON text) for one message value, or why it is rejected.
+pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<Vec<String>, String> {
+    let value = value.ok_or("no value (tombstone)")?;
+    let message: Message =
+        serde_json::from_slice(value).map_err(|e| format!("not a trip update message: {e}"))?;
+    match message.entity_type.as_deref() {
+        Some("trip_update") => {}
+        Some(other) => return Err(format!("entity_type is `{other}`, expected `trip_update`")),
+        None => return Err("missing `entity_type`".to_owned()),
+    }
+    let entity_id = message
+        .id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .ok_or("missing `id`")?;
+    let feed_seconds = message.feed_timestamp.ok_or("missing `feed_timestamp`")?;
+    let feed_timestamp = micros(feed_seconds, "feed_timestamp")?;
+    let update = message
+        .trip_update
+        .as_ref()
+        .ok_or("missing `trip_update`")?;
+    // The spec makes `trip` required: without it the update says nothing.
+    let trip = update.trip.as_ref().ok_or("missing `trip_update.trip`")?;
+    let trip_timestamp = update
+        .timestamp
+        .map(|t| micros(t, "trip_update.timestamp"))
+        .transpose()?;
+    let date = iso_date(i64::try_from(update.timestamp.unwrap_or(feed_seconds)).unwrap_or(0));
+    let descriptor = update.vehicle.as_ref();
+    let base = Row {
+        entity_id,
+        trip_id: non_empty(trip.trip_id.as_deref()),
+        route_id: non_empty(trip.route_id.as_deref()),
+        direction_id: trip.direction_id,
+        start_date: non_empty(trip.start_date.as_deref()),
+        start_time: non_empty(trip.start_time.as_deref()),
+        trip_schedule_relationship: trip.schedule_relationship.as_deref(),
+        vehicle_id: descriptor.and_then(|d| non_empty(d.id.as_deref())),
+        vehicle_label: descriptor.and_then(|d| non_empty(d.label.as_deref())),
+        trip_delay: update.delay,
+        trip_timestamp,
+        stop_sequence: None,
+        stop_id: None,
+        stop_schedule_relationship: None,
+        arrival_delay: None,
+        arrival_time: None,
+        arrival_uncertainty: None,
+        departure_delay: None,
+        departure_time: None,
+        departure_uncertainty: None,
+        feed_timestamp,
+        date: &date,
+        kafka_partition: partition,
+        kafka_offset: offset,
+    };
+    if update.stop_time_update.is_empty() {
+        return Ok(vec![encode(&base)?]);
+    }
+    let mut rows = Vec::with_capacity(update.stop_time_update.len());
+    for (i, stop) in update.stop_time_update.iter().enumerate() {
+        if stop.stop_sequence.is_none() && non_empty(stop.stop_id.as_deref()).is_none() {
+            return Err(format!(
+                "stop_time_update[{i}] has neither `stop_sequence` nor `stop_id`"
+            ));
+        }
+        let time = |event: Option<&Event>, field: &str| {
+            event
+                .and_then(|e| e.time)
+                .map(|t| micros_signed(t, &format!("stop_time_update[{i}].{field}.time")))
+                .transpose()
+        };
+        let row = Row {
+            stop_sequence: stop.stop_sequence,
+            stop_id: non_empty(stop.stop_id.as_deref()),
+            stop_schedule_relationship: stop.schedule_relationship.as_deref(),
+            arrival_delay: stop.arrival.as_ref().and_then(|e| e.delay),
+            arrival_time: time(stop.arrival.as_ref(), "arrival")?,
+            arrival_uncertainty: stop.arrival.as_ref().and_then(|e| e.uncertainty),
+            departure_delay: stop.departure.as_ref().and_then(|e| e.delay),
+            departure_time: time(stop.departure.as_ref(), "departure")?,
+            departure_uncertainty: stop.departure.as_ref().and_then(|e| e.uncertainty),
+            ..base
+        };
+        rows.push(encode(&row)?);
+    }
+    Ok(rows)
+}
+
+fn encode(row: &Row<'_>) -> Result<String, String> {
+    serde_json::to_string(row).map_err(|e| format!("cannot encode the row: {e}"))
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transform;
+
+    const UPDATE: &str = r#"{"entity_type":"trip_update","feed_timestamp":1764000000,"gtfs_realtime_version":"2.0","id":"tu-1","trip_update":{"trip":{"trip_id":"T1","route_id":"R1","direction_id":0,"start_date":"20251124","schedule_relationship":"SCHEDULED"},"vehicle":{"id":"V1"},"stop_time_update":[{"stop_sequence":3,"stop_id":"S3","arrival":{"delay":60,"time":1764000100,"uncertainty":30},"departure":{"delay":60,"time":1764000120},"schedule_relationship":"SCHEDULED"},{"stop_sequence":4,"stop_id":"S4","arrival":{"delay":-10,"time":1764000200}}],"timestamp":1764000000,"delay":60}}"#;
+
+    fn rows(value: &str) -> Vec<serde_json::Value> {
+        transform(Some(value.as_bytes()), 1, 7)
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn one_row_per_stop_time_update() {
+        let rows = rows(UPDATE);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["trip_id"], "T1");
+        assert_eq!(rows[0]["stop_sequence"], 3);
+        assert_eq!(rows[0]["arrival_delay"], 60);
+        assert_eq!(rows[0]["arrival_time"], 1_764_000_100_000_000_i64);
+        assert_eq!(rows[0]["departure_time"], 1_764_000_120_000_000_i64);
+        assert_eq!(rows[1]["stop_id"], "S4");
+        assert_eq!(rows[1]["arrival_delay"], -10);
+        assert!(rows[1].get("departure_time").is_none());
+        assert_eq!(rows[1]["vehicle_id"], "V1");
+        assert_eq!(rows[1]["date"], "2025-11-24");
+        assert_eq!(rows[1]["kafka_offset"], 7);
+    }
+
+    #[test]
+    fn a_trip_update_without_stops_is_one_row() {
+        let cancelled = UPDATE
+            .split(r#""stop_time_update""#)
+            .next()
+            .unwrap()
+            .to_owned()
+            + r#""timestamp":1764000000}}"#;
+        let rows = rows(&cancelled);
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].get("stop_sequence").is_none());
+    }
+
+    #[test]
+    fn invalid_messages_are_rejected_with_a_reason() {
+        for (value, reason) in [
+            (
+                UPDATE.replace(
+                    r#""entity_type":"trip_update""#,
+                    r#""entity_type":"vehicle""#,
+                ),
+                "expected `trip_update`",
+            ),
+            (
+                UPDATE.replace(r#""trip":{"#, r#""trap":{"#),
+                "missing `trip_update.trip`",
+            ),
+            (
+                UPDATE.replace(r#""stop_sequence":4,"stop_id":"S4","#, ""),
+                "stop_time_update[1] has neither",
+            ),
+            (UPDATE.replace("1764000200", "-5"), "before 1970"),
+            (
+                UPDATE.replace(r#""delay":60,"time""#, r#""delay":"late","time""#),
+                "invalid type",
+            ),
+        ] {
+            let err = transform(Some(value.as_bytes()), 0, 0).unwrap_err();
+            assert!(err.contains(reason), "{err}");
+        }
+    }
+}
