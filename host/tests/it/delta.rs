@@ -242,6 +242,51 @@ async fn rows_and_dead_letters_exactly_once_across_a_restart() {
         python_reader_agrees(&data.join(table), partition, offset).await;
     }
 
+    // The same topic name on a broker that lost its log (a fresh cluster):
+    // the tables hold offsets beyond its end, so every partition is
+    // refused with a clear error instead of skipped or re-filled.
+    let lost = MockCluster::<DefaultProducerContext>::new(1).unwrap();
+    lost.create_topic(topic, 3, 1).unwrap();
+    produce(
+        &lost.bootstrap_servers(),
+        topic,
+        &messages(30, 1_764_000_060),
+    )
+    .await;
+    let (host, shutdown) = start(&manifest, &lost.bootstrap_servers(), &data).await;
+    let stopped = |text: &str| {
+        (0..3)
+            .filter(|p| {
+                sample(
+                    text,
+                    &format!(
+                        r#"weir_kafka_partition_stopped{{function="vehicle-transform",partition="{p}",topic="{topic}"}}"#
+                    ),
+                ) == Some(1.0)
+            })
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stopped(&host.metrics.encode()) < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        stopped(&host.metrics.encode()),
+        3,
+        "{}",
+        host.metrics.encode()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = offsets(
+        &data.join("vehicle_positions"),
+        "kafka_partition",
+        "kafka_offset",
+    )
+    .await;
+    assert_eq!(after, rows, "nothing written from the new log");
+    shutdown.cancel();
+    host.wait().await.unwrap();
+
     // Lineage: every commit names the component that wrote it.
     let table = read::open(&data.join("vehicle_positions").display().to_string())
         .await
@@ -285,6 +330,7 @@ name = "poison-test"
 component = "poison"
 topics = ["{topic}"]
 batch = {{ max_records = 4, max_ms = 100 }}
+checkpoint_interval = 3
 tables = {{ a = {{ uri = "data/a", schema = "a.json" }}, b = {{ uri = "data/b", schema = "b.json" }} }}
 dead_letter = {{ uri = "data/dead_letters", partition_by = ["date"] }}
 [component.poison]
@@ -373,6 +419,16 @@ async fn traps_timeouts_and_bad_rows_are_dead_lettered_and_the_stream_goes_on() 
     assert_eq!(kinds[&(0, 7)], "invalid_row");
     assert_eq!(kinds[&(0, 8)], "unknown_table");
     assert_eq!(kinds[&(0, 9)], "invocation_failed");
+    // Checkpoints every third commit (five batches committed to each table).
+    let last_checkpoint =
+        std::fs::read_to_string(data.join("a/_delta_log/_last_checkpoint")).unwrap();
+    let last_checkpoint: serde_json::Value = serde_json::from_str(&last_checkpoint).unwrap();
+    let version = last_checkpoint["version"].as_u64().unwrap();
+    assert!(version >= 2, "{last_checkpoint}");
+    assert!(
+        data.join(format!("a/_delta_log/{version:020}.checkpoint.parquet"))
+            .exists()
+    );
     // Fan-out: every row of `a` has its twin in `b`, nothing else there.
     let b = offsets(&data.join("b"), "partition", "offset").await;
     assert_eq!(a, b);
