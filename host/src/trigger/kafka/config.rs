@@ -61,7 +61,10 @@ pub struct BatchConfig {
     /// Most value + key bytes per batch (default 16 MiB, at least 1).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
-    /// Longest a batch waits for more messages after its first, in ms (default 1000).
+    /// Latency budget in ms (default 1000): a batch collects messages for
+    /// this long after its first, minus the time recent batches took to
+    /// transform and commit, so a message is visible in Delta about this
+    /// long after the host received it.
     #[serde(default = "default_max_ms")]
     pub max_ms: u64,
 }

@@ -105,6 +105,7 @@ pub fn create(
             session_timeout.as_millis().to_string(),
         )
         .set("statistics.interval.ms", "5000")
+        .set("fetch.wait.max.ms", "100")
         .create_with_context(context)?;
     Ok((consumer, rx))
 }

@@ -6,8 +6,10 @@ mod config;
 mod consumer;
 mod progress;
 mod runner;
+mod transform;
 
 pub use config::{
     BatchConfig, KafkaApplicationConfig, KafkaTrigger, KafkaTriggerConfig, TableConfig, TableTarget,
 };
 pub use runner::{KafkaRunner, RunnerConfig};
+pub use transform::Transform;

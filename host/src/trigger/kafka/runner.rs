@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 use super::KafkaTrigger;
 use super::consumer::{self, Assignment, Context};
 use super::progress::{PartState, Partition, Progress, start_offset};
+use super::transform::Transform;
 use crate::failpoint;
 use crate::metrics::Metrics;
-use crate::runtime::{KafkaMessage, LoadedComponent, Outcome};
+use crate::runtime::{KafkaMessage, Outcome};
 use crate::sink::delta::{
     self, CommitInfo, DeadLetter, DeadLetterKind, DecodedRows, TableWriter, TxnUpdate,
 };
@@ -45,7 +46,7 @@ pub struct RunnerConfig {
 pub struct KafkaRunner {
     trigger: KafkaTrigger,
     app: String,
-    component: Arc<LoadedComponent>,
+    component: Arc<dyn Transform>,
     /// Output tables in name order, then the dead-letter table.
     tables: Vec<TableWriter>,
     consumer: Arc<StreamConsumer<Context>>,
@@ -53,6 +54,8 @@ pub struct KafkaRunner {
     progress: Progress,
     info: CommitInfo,
     metrics: Arc<Metrics>,
+    /// Moving average of how long processing a batch took.
+    flush_estimate: Duration,
 }
 
 impl std::fmt::Debug for KafkaRunner {
@@ -68,11 +71,11 @@ impl KafkaRunner {
     /// Opens (or creates) every table and joins the consumer group.
     pub async fn start(
         config: RunnerConfig,
-        component: Arc<LoadedComponent>,
+        component: Arc<dyn Transform>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let trigger = config.trigger;
-        let function = component.id.clone();
+        let function = component.id().to_owned();
         let mut tables = Vec::new();
         let dead_letters = "dead_letters".to_owned();
         let targets = trigger
@@ -106,7 +109,7 @@ impl KafkaRunner {
             .with_context(|| format!("trigger `{}`: subscribing to {topics:?}", trigger.id))?;
         let info = CommitInfo {
             function,
-            component_digest: component.digest.clone(),
+            component_digest: component.digest().to_owned(),
             trigger: trigger.id.clone(),
             host_id: config.host_id,
         };
@@ -120,6 +123,7 @@ impl KafkaRunner {
             progress: Progress::default(),
             info,
             metrics,
+            flush_estimate: Duration::ZERO,
         })
     }
 
@@ -130,7 +134,11 @@ impl KafkaRunner {
         loop {
             let batch = self.collect(&shutdown).await;
             if !batch.is_empty() {
+                let started = Instant::now();
                 self.process(batch).await;
+                // Weight 1/4 for the newest batch: follows a change in a few
+                // batches without jumping on one slow commit.
+                self.flush_estimate = (self.flush_estimate * 3 + started.elapsed()) / 4;
             }
             if shutdown.is_cancelled() {
                 break;
@@ -188,12 +196,36 @@ impl KafkaRunner {
             bytes += message.key.as_ref().map_or(0, Vec::len)
                 + message.value.as_ref().map_or(0, Vec::len);
             batch.push(message);
-            deadline.get_or_insert_with(|| Instant::now() + self.trigger.max_wait);
+            deadline.get_or_insert_with(|| self.batch_deadline(batch[0].timestamp_ms));
             if batch.len() >= self.trigger.max_records || bytes >= self.trigger.max_bytes {
                 break;
             }
         }
         batch
+    }
+
+    /// When the batch opened now must close: `max_wait` is the budget from
+    /// a message entering Kafka (its timestamp, if plausible) to its rows
+    /// being visible, so the time it already spent in Kafka and the expected
+    /// flush time (invoke + commits, averaged over recent batches) come out
+    /// of it. At least a tenth of `max_wait` is left for collecting, so a
+    /// slow sink makes batches smaller, not empty.
+    fn batch_deadline(&self, first_timestamp_ms: Option<i64>) -> Instant {
+        let budget = self.trigger.max_wait;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        // A timestamp from the future or older than the budget (clock skew,
+        // a backlog) says nothing about this batch's latency.
+        let waited = first_timestamp_ms
+            .map(|ts| now_ms - ts)
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(Duration::from_millis)
+            .filter(|w| *w < budget)
+            .unwrap_or_default();
+        let collect = budget
+            .saturating_sub(waited)
+            .saturating_sub(self.flush_estimate)
+            .max(budget / 10);
+        Instant::now() + collect
     }
 
     /// Applies rebalance events; returns the partitions revoked.
@@ -354,8 +386,7 @@ impl KafkaRunner {
     async fn invoke(&self, batch: &[KafkaMessage]) -> Result<Vec<Outcome>, String> {
         let mut last = String::new();
         for attempt in 1..=2 {
-            let (result, _output) = self.component.handle_batch(batch).await;
-            match result {
+            match self.component.handle(batch).await {
                 Ok(outcomes) => return Ok(outcomes),
                 Err(e) => {
                     tracing::warn!(trigger = %self.trigger.id, function = %self.info.function, attempt, messages = batch.len(), error = %e, "batch invocation failed");

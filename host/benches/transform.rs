@@ -1,0 +1,440 @@
+//! Kafka → transform → Delta: throughput and Kafka-to-Delta-visible latency
+//! of vehicle messages through the real Kafka trigger and Delta sink, with
+//! the vehicle transform (a) as the Wasm component and (b) the same crate
+//! compiled natively. Latency is measured on one partition, so rows become
+//! visible in offset order. The broker (librdkafka's mock cluster) runs in a child
+//! process pinned to another core than the host where `taskset` exists.
+//! `cargo bench --bench transform` prints Markdown for BENCHMARKS.md; under
+//! `cargo test` it runs a small round.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use gtfs_rt::sample::Sample;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use tokio_util::sync::CancellationToken;
+use weir::manifest::Limits;
+use weir::runtime::{ComponentSettings, KafkaMessage, Outcome, TableRows};
+use weir::sink::delta::TableSchema;
+use weir::trigger::kafka::{KafkaRunner, KafkaTrigger, RunnerConfig, TableTarget, Transform};
+use weir::{Metrics, Runtime, RuntimeConfig, World};
+
+#[path = "../tests/guests/locate.rs"]
+#[expect(dead_code, reason = "this bench uses only the functions")]
+mod locate;
+
+const T0: u64 = 1_764_000_000;
+
+/// vehicle-transform compiled natively, behind the same trait.
+struct Native;
+
+impl Transform for Native {
+    fn id(&self) -> &str {
+        "vehicle-transform"
+    }
+
+    fn digest(&self) -> &str {
+        "native"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        batch: &'a [KafkaMessage],
+    ) -> BoxFuture<'a, Result<Vec<Outcome>, String>> {
+        Box::pin(async move {
+            Ok(batch
+                .iter()
+                .map(|m| {
+                    match vehicle_transform::transform(m.value.as_deref(), m.partition, m.offset) {
+                        Ok(row) => Outcome::Rows(vec![TableRows {
+                            table: "vehicle_positions".to_owned(),
+                            rows: vec![row],
+                        }]),
+                        Err(reason) => Outcome::Reject(reason),
+                    }
+                })
+                .collect())
+        })
+    }
+}
+
+/// In the child: a mock cluster with the bench topics; prints its address
+/// and lives until stdin closes.
+fn broker_process() -> anyhow::Result<()> {
+    let cluster =
+        rdkafka::mocking::MockCluster::<rdkafka::producer::DefaultProducerContext>::new(1)?;
+    // The mock cluster keeps only a few MB per partition: 32 partitions
+    // hold the whole throughput run; the latency run is consumed live.
+    cluster.create_topic("bench_throughput", 32, 1)?;
+    cluster.create_topic("bench_latency", 1, 1)?;
+    println!("{}", cluster.bootstrap_servers());
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    while std::io::stdin().read_line(&mut line)? > 0 {}
+    Ok(())
+}
+
+fn taskset_available() -> bool {
+    Command::new("taskset")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+}
+
+fn vehicle_messages(count: usize) -> Vec<(String, Vec<u8>)> {
+    let network = Sample::new(10_000, 7);
+    let mut out = Vec::with_capacity(count);
+    let mut t = T0;
+    while out.len() < count {
+        let feed = network.vehicle_positions(t);
+        out.extend(
+            gtfs_rt::messages(&feed)
+                .map(|m| (m.key, m.value))
+                .take(count - out.len()),
+        );
+        t += 30;
+    }
+    out
+}
+
+fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        // Record batches under the consumer's per-partition fetch size:
+        // the mock cluster serves nothing past a batch larger than that.
+        .set("batch.size", "262144")
+        .create()?)
+}
+
+fn trigger(
+    topic: &str,
+    group: &str,
+    data: &Path,
+    max_records: usize,
+) -> anyhow::Result<KafkaTrigger> {
+    let schema = TableSchema::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../functions/vehicle-transform/tables/vehicle_positions.json"),
+    )?;
+    Ok(KafkaTrigger {
+        id: group.to_owned(),
+        component: "vehicle-transform".to_owned(),
+        topics: vec![topic.to_owned()],
+        group: group.to_owned(),
+        max_records,
+        max_bytes: 64 << 20,
+        max_wait: Duration::from_millis(1000),
+        tables: BTreeMap::from([(
+            "vehicle_positions".to_owned(),
+            TableTarget {
+                uri: data.join("vehicle_positions").display().to_string(),
+                partition_by: vec!["date".to_owned()],
+                schema,
+            },
+        )]),
+        dead_letter: TableTarget {
+            uri: data.join("dead_letters").display().to_string(),
+            partition_by: vec!["date".to_owned()],
+            schema: TableSchema::dead_letters(),
+        },
+        checkpoint_interval: 100,
+        session_timeout: Duration::from_secs(10),
+    })
+}
+
+fn rows_written(metrics: &Metrics) -> u64 {
+    metrics
+        .delta_rows_written
+        .with_label_values(&["vehicle-transform", "vehicle_positions"])
+        .get()
+}
+
+/// Starts a runner on `topic` with a fresh group and tables.
+async fn start(
+    brokers: &str,
+    topic: &str,
+    transform: Arc<dyn Transform>,
+    max_records: usize,
+) -> anyhow::Result<(
+    Arc<Metrics>,
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    tempfile::TempDir,
+)> {
+    let dir = tempfile::tempdir()?;
+    let group = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let metrics = Arc::new(Metrics::new());
+    let runner = KafkaRunner::start(
+        RunnerConfig {
+            trigger: trigger(topic, &group, dir.path(), max_records)?,
+            app: "bench".to_owned(),
+            brokers: brokers.to_owned(),
+            host_id: "bench".to_owned(),
+        },
+        transform,
+        Arc::clone(&metrics),
+    )
+    .await?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runner.run(shutdown.clone()));
+    Ok((metrics, shutdown, task, dir))
+}
+
+/// Records per second from the first commit to the last (group join and
+/// the first batch excluded).
+async fn throughput(
+    brokers: &str,
+    transform: Arc<dyn Transform>,
+    total: u64,
+) -> anyhow::Result<f64> {
+    // At least ten batches, so excluding the first one leaves a rate.
+    let batch = usize::try_from(total / 10).unwrap_or(10_000).min(10_000);
+    let (metrics, shutdown, task, _dir) =
+        start(brokers, "bench_throughput", transform, batch).await?;
+    let mut first: Option<(Instant, u64)> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let end = loop {
+        let rows = rows_written(&metrics);
+        if rows > 0 && first.is_none() {
+            first = Some((Instant::now(), rows));
+        }
+        if rows >= total || Instant::now() > deadline {
+            break Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    shutdown.cancel();
+    task.await??;
+    let (start, rows) = first.ok_or_else(|| anyhow::anyhow!("nothing written"))?;
+    #[expect(clippy::cast_precision_loss, reason = "a rate")]
+    Ok((total - rows) as f64 / (end - start).as_secs_f64())
+}
+
+/// Produces `rate` messages per second for `seconds` and returns each
+/// message's produce-to-visible-in-Delta latency.
+async fn latency(
+    brokers: &str,
+    transform: Arc<dyn Transform>,
+    messages: &[(String, Vec<u8>)],
+    rate: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let (metrics, shutdown, task, _dir) =
+        start(brokers, "bench_latency", transform, 10_000).await?;
+    // Let the consumer join its group and position the partition.
+    let warmup = producer(brokers)?;
+    let before = rows_written(&metrics);
+    warmup
+        .send(
+            FutureRecord::to("bench_latency")
+                .key("warmup")
+                .payload(&messages[0].1),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    while rows_written(&metrics) == before {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let base = rows_written(&metrics);
+    let producer = producer(brokers)?;
+    let chunk = rate / 100;
+    let started = Instant::now();
+    let mut sent_at = Vec::with_capacity(messages.len());
+    let watcher = {
+        let metrics = Arc::clone(&metrics);
+        let total = messages.len() as u64;
+        tokio::spawn(async move {
+            let mut visible: Vec<(Instant, u64)> = Vec::new();
+            loop {
+                let rows = rows_written(&metrics) - base;
+                if visible.last().is_none_or(|(_, r)| *r != rows) {
+                    visible.push((Instant::now(), rows));
+                }
+                if rows >= total {
+                    return visible;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    for (i, batch) in messages.chunks(chunk).enumerate() {
+        let due = started + Duration::from_millis(10 * i as u64);
+        tokio::time::sleep_until(due.into()).await;
+        for (key, value) in batch {
+            sent_at.push(Instant::now());
+            producer
+                .send_result(FutureRecord::to("bench_latency").key(key).payload(value))
+                .map_err(|(e, _)| e)?;
+        }
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let visible = tokio::time::timeout(Duration::from_secs(120), watcher).await??;
+    shutdown.cancel();
+    task.await??;
+    // One partition: rows become visible in offset order.
+    let mut latencies = Vec::with_capacity(sent_at.len());
+    let mut at = 0;
+    for (i, sent) in sent_at.iter().enumerate() {
+        while visible[at].1 < i as u64 + 1 {
+            at += 1;
+        }
+        latencies.push(visible[at].0 - *sent);
+    }
+    latencies.sort();
+    Ok(latencies)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "an index"
+    )]
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn main() -> anyhow::Result<()> {
+    if std::env::var_os("WEIR_BENCH_BROKER").is_some() {
+        return broker_process();
+    }
+    weir::telemetry::init();
+    let full = std::env::args().any(|a| a == "--bench");
+    let (total, latency_seconds, rate) = if full {
+        (200_000, 10, 10_000)
+    } else {
+        (5_000, 1, 2_000)
+    };
+    let total = std::env::var("WEIR_BENCH_TOTAL")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(total);
+    let pin = full && taskset_available() && std::env::var_os("WEIR_BENCH_NO_PIN").is_none();
+    let exe = std::env::current_exe()?;
+    let mut broker = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    let mut broker = broker
+        .env("WEIR_BENCH_BROKER", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut bootstrap = String::new();
+    BufReader::new(
+        broker
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+    )
+    .read_line(&mut bootstrap)?;
+    let brokers = bootstrap.trim().to_owned();
+    if pin {
+        // The host (this process, every thread) on core 0, the broker on core 1.
+        Command::new("taskset")
+            .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status()?;
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(async {
+        let messages = vehicle_messages(total);
+        let producer = producer(&brokers)?;
+        for (key, value) in &messages {
+            producer
+                .send_result(FutureRecord::to("bench_throughput").key(key).payload(value))
+                .map_err(|(e, _)| e)?;
+            while producer.in_flight_count() > 50_000 {
+                producer.poll(Duration::from_millis(1));
+            }
+        }
+        producer.flush(Duration::from_secs(60))?;
+        eprintln!("produced {total} messages");
+
+        let rt = Arc::new(Runtime::new(
+            RuntimeConfig::default(),
+            Arc::new(Metrics::new()),
+        )?);
+        let wasm: Arc<dyn Transform> = Arc::new(rt.load_file(
+            "vehicle-transform",
+            &locate::function("vehicle-transform"),
+            World::Transformer,
+            ComponentSettings {
+                limits: Limits {
+                    timeout: Duration::from_secs(60),
+                    max_memory: 256 << 20,
+                    ..Limits::default()
+                },
+                ..Default::default()
+            },
+        )?);
+        let native: Arc<dyn Transform> = Arc::new(Native);
+        let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let rounds = if full { 3 } else { 1 };
+        for _ in 0..rounds {
+            for (name, transform) in [("wasm", &wasm), ("native", &native)] {
+                let rate = throughput(&brokers, Arc::clone(transform), total as u64).await?;
+                eprintln!("{name}: {rate:.0} records/s");
+                rates.entry(name).or_default().push(rate);
+            }
+        }
+        let latency_messages = vehicle_messages(rate * latency_seconds);
+        let mut latencies = BTreeMap::new();
+        for (name, transform) in [("wasm", &wasm), ("native", &native)] {
+            latencies.insert(
+                name,
+                latency(&brokers, Arc::clone(transform), &latency_messages, rate).await?,
+            );
+        }
+        anyhow::Ok((rates, latencies))
+    });
+    drop(broker.stdin.take());
+    let _ = broker.wait();
+    let (rates, latencies) = result?;
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let native_rate = median(&rates["native"]);
+    println!(
+        "\n| {total} vehicle messages (32 partitions), batches of 10,000 | rounds | records/s (median) | time vs native | latency p50 | latency p99 ({rate} msg/s, max_ms 1000) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, label) in [
+        ("native", "native Rust (same vehicle-transform crate)"),
+        ("wasm", "vehicle-transform.wasm in weir"),
+    ] {
+        let r = median(&rates[name]);
+        let l = &latencies[name];
+        println!(
+            "| {label} | {} | {:.0} | {:.2}× | {:.0} ms | {:.0} ms |",
+            rates[name].len(),
+            r,
+            native_rate / r,
+            percentile(l, 0.5).as_secs_f64() * 1e3,
+            percentile(l, 0.99).as_secs_f64() * 1e3,
+        );
+    }
+    println!(
+        "\nhost pinned to one core: {}",
+        if pin {
+            "yes (taskset: host core 0, broker core 1)"
+        } else {
+            "no"
+        }
+    );
+    Ok(())
+}
