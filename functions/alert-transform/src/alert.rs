@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use gtfs_rt::date::{iso_date, micros};
+use gtfs_rt::message::envelope;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -90,17 +91,12 @@ pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<St
     let value = value.ok_or("no value (tombstone)")?;
     let message: Message =
         serde_json::from_slice(value).map_err(|e| format!("not an alert message: {e}"))?;
-    match message.entity_type.as_deref() {
-        Some("alert") => {}
-        Some(other) => return Err(format!("entity_type is `{other}`, expected `alert`")),
-        None => return Err("missing `entity_type`".to_owned()),
-    }
-    let entity_id = message
-        .id
-        .as_deref()
-        .filter(|id| !id.is_empty())
-        .ok_or("missing `id`")?;
-    let feed_seconds = message.feed_timestamp.ok_or("missing `feed_timestamp`")?;
+    let (entity_id, feed_seconds) = envelope(
+        "alert",
+        message.entity_type.as_deref(),
+        message.id.as_deref(),
+        message.feed_timestamp,
+    )?;
     let alert = message.alert.as_ref().ok_or("missing `alert`")?;
     // The spec requires at least one informed entity: an alert about nothing.
     if alert.informed_entity.is_empty() {

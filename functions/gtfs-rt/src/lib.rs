@@ -5,6 +5,7 @@
 
 pub mod date;
 pub mod json;
+pub mod message;
 #[cfg(feature = "sample")]
 pub mod sample;
 

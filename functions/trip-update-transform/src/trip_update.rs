@@ -3,6 +3,7 @@
 //! that has none (a cancelled trip, say).
 
 use gtfs_rt::date::{iso_date, micros, micros_signed};
+use gtfs_rt::message::{Trip, Vehicle, envelope, non_empty};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -16,27 +17,11 @@ struct Message {
 #[derive(Debug, Deserialize)]
 struct TripUpdate {
     trip: Option<Trip>,
-    vehicle: Option<Descriptor>,
+    vehicle: Option<Vehicle>,
     #[serde(default)]
     stop_time_update: Vec<StopTimeUpdate>,
     timestamp: Option<u64>,
     delay: Option<i32>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Trip {
-    trip_id: Option<String>,
-    route_id: Option<String>,
-    direction_id: Option<u32>,
-    start_time: Option<String>,
-    start_date: Option<String>,
-    schedule_relationship: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Descriptor {
-    id: Option<String>,
-    label: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,17 +94,12 @@ pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<Ve
     let value = value.ok_or("no value (tombstone)")?;
     let message: Message =
         serde_json::from_slice(value).map_err(|e| format!("not a trip update message: {e}"))?;
-    match message.entity_type.as_deref() {
-        Some("trip_update") => {}
-        Some(other) => return Err(format!("entity_type is `{other}`, expected `trip_update`")),
-        None => return Err("missing `entity_type`".to_owned()),
-    }
-    let entity_id = message
-        .id
-        .as_deref()
-        .filter(|id| !id.is_empty())
-        .ok_or("missing `id`")?;
-    let feed_seconds = message.feed_timestamp.ok_or("missing `feed_timestamp`")?;
+    let (entity_id, feed_seconds) = envelope(
+        "trip_update",
+        message.entity_type.as_deref(),
+        message.id.as_deref(),
+        message.feed_timestamp,
+    )?;
     let feed_timestamp = micros(feed_seconds, "feed_timestamp")?;
     let update = message
         .trip_update
@@ -194,10 +174,6 @@ pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<Ve
 
 fn encode(row: &Row<'_>) -> Result<String, String> {
     serde_json::to_string(row).map_err(|e| format!("cannot encode the row: {e}"))
-}
-
-fn non_empty(s: Option<&str>) -> Option<&str> {
-    s.filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use gtfs_rt::date::{iso_date, micros};
+use gtfs_rt::message::{Trip, Vehicle, envelope, non_empty};
 
 /// The parts of a vehicle message the table keeps. Unknown fields
 /// (extensions, newer spec fields) are ignored.
@@ -18,7 +19,7 @@ struct Message {
 #[derive(Debug, Deserialize)]
 struct VehiclePosition {
     trip: Option<Trip>,
-    vehicle: Option<Descriptor>,
+    vehicle: Option<Vehicle>,
     position: Option<Position>,
     current_stop_sequence: Option<u32>,
     stop_id: Option<String>,
@@ -27,23 +28,6 @@ struct VehiclePosition {
     congestion_level: Option<String>,
     occupancy_status: Option<String>,
     occupancy_percentage: Option<u32>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Trip {
-    trip_id: Option<String>,
-    route_id: Option<String>,
-    direction_id: Option<u32>,
-    start_time: Option<String>,
-    start_date: Option<String>,
-    schedule_relationship: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Descriptor {
-    id: Option<String>,
-    label: Option<String>,
-    license_plate: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,17 +97,12 @@ pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<St
     let value = value.ok_or("no value (tombstone)")?;
     let message: Message =
         serde_json::from_slice(value).map_err(|e| format!("not a vehicle message: {e}"))?;
-    match message.entity_type.as_deref() {
-        Some("vehicle") => {}
-        Some(other) => return Err(format!("entity_type is `{other}`, expected `vehicle`")),
-        None => return Err("missing `entity_type`".to_owned()),
-    }
-    let entity_id = message
-        .id
-        .as_deref()
-        .filter(|id| !id.is_empty())
-        .ok_or("missing `id`")?;
-    let feed_seconds = message.feed_timestamp.ok_or("missing `feed_timestamp`")?;
+    let (entity_id, feed_seconds) = envelope(
+        "vehicle",
+        message.entity_type.as_deref(),
+        message.id.as_deref(),
+        message.feed_timestamp,
+    )?;
     let feed_timestamp = micros(feed_seconds, "feed_timestamp")?;
     let vehicle = message.vehicle.as_ref().ok_or("missing `vehicle`")?;
     let position = vehicle
@@ -166,10 +145,6 @@ pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<St
         kafka_offset: offset,
     };
     serde_json::to_string(&row).map_err(|e| format!("cannot encode the row: {e}"))
-}
-
-fn non_empty(s: Option<&str>) -> Option<&str> {
-    s.filter(|s| !s.is_empty())
 }
 
 fn check_position(p: &Position) -> Result<(), String> {
