@@ -124,8 +124,9 @@ pub async fn offsets(uri: &Path, partition: &str, offset: &str) -> BTreeMap<(i32
 pub async fn wait_for_all(
     data: &Path,
     expected: usize,
+    within: Duration,
 ) -> (BTreeMap<(i32, i64), usize>, BTreeMap<(i32, i64), usize>) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         let rows = offsets(
             &data.join("vehicle_positions"),
@@ -201,7 +202,7 @@ async fn rows_and_dead_letters_exactly_once_across_a_restart() {
     let first = messages(500, 1_764_000_000);
     produce(&brokers, topic, &first).await;
     let (host, shutdown) = start(&manifest, &brokers, &data).await;
-    let (rows, letters) = wait_for_all(&data, first.len()).await;
+    let (rows, letters) = wait_for_all(&data, first.len(), Duration::from_secs(90)).await;
     let malformed = first.iter().filter(|m| m.2).count();
     assert_exactly_once(&rows, &letters, first.len() - malformed, malformed);
     let text = host.metrics.encode();
@@ -229,7 +230,7 @@ async fn rows_and_dead_letters_exactly_once_across_a_restart() {
     produce(&brokers, topic, &second).await;
     let (host, shutdown) = start(&manifest, &brokers, &data).await;
     let total = first.len() + second.len();
-    let (rows, letters) = wait_for_all(&data, total).await;
+    let (rows, letters) = wait_for_all(&data, total, Duration::from_secs(90)).await;
     let malformed = first.iter().chain(&second).filter(|m| m.2).count();
     assert_exactly_once(&rows, &letters, total - malformed, malformed);
     shutdown.cancel();
