@@ -614,3 +614,55 @@ source = "{source}"
     shutdown.cancel();
     host.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_table_that_cannot_be_committed_to_is_retried_without_loss_or_duplicates() {
+    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let topic = "vehicles-broken-log";
+    cluster.create_topic(topic, 2, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(&manifest, manifest_text(topic, &data, 50)).unwrap();
+    let (host, shutdown) = start(&manifest, &brokers, &data).await;
+
+    let first = messages(100, 1_764_000_000);
+    produce(&brokers, topic, &first).await;
+    wait_for_all(&data, first.len(), Duration::from_secs(60)).await;
+
+    // The table's log becomes unreadable: its commits fail and are counted,
+    // its partitions wait for a resync, the host keeps running.
+    let log = data.join("vehicle_positions/_delta_log");
+    let aside = data.join("vehicle_positions/_delta_log.aside");
+    std::fs::rename(&log, &aside).unwrap();
+    std::fs::write(&log, b"not a directory").unwrap();
+    let second = messages(100, 1_764_000_030);
+    produce(&brokers, topic, &second).await;
+    let errors = |text: &str| {
+        sample(
+            text,
+            r#"weir_delta_commit_errors_total{function="vehicle-transform",kind="error",table="vehicle_positions"}"#,
+        )
+        .unwrap_or(0.0)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while errors(&host.metrics.encode()) < 1.0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        errors(&host.metrics.encode()) >= 1.0,
+        "{}",
+        host.metrics.encode()
+    );
+
+    // Repaired: the partitions are re-read and finished, exactly once.
+    std::fs::remove_file(&log).unwrap();
+    std::fs::rename(&aside, &log).unwrap();
+    let total = first.len() + second.len();
+    let (rows, letters) = wait_for_all(&data, total, Duration::from_secs(90)).await;
+    let malformed = first.iter().chain(&second).filter(|m| m.2).count();
+    assert_exactly_once(&rows, &letters, total - malformed, malformed);
+    shutdown.cancel();
+    host.wait().await.unwrap();
+}

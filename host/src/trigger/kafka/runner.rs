@@ -373,7 +373,22 @@ impl KafkaRunner {
             let rows = if t == dead_letter {
                 self.dead_letter_batch(&batch, &plan.letters)
             } else {
-                std::mem::take(&mut plan.rows[t]).map(|d| d.batch)
+                // Only rows of partitions this commit advances: a partition
+                // whose commit to an earlier table failed is re-read from
+                // the log, and its rows must not land here without its txn.
+                let committed: BTreeSet<&Partition> = txns.iter().map(|(p, _)| p).collect();
+                std::mem::take(&mut plan.rows[t]).map(|rows| {
+                    let outside: BTreeMap<usize, ()> = rows
+                        .sources
+                        .iter()
+                        .filter(|i| {
+                            let m = &batch[**i];
+                            !committed.contains(&(m.topic.clone(), m.partition))
+                        })
+                        .map(|i| (*i, ()))
+                        .collect();
+                    delta::without(rows, &outside).batch
+                })
             };
             self.commit(t, rows, &txns, &mut failed).await;
         }
