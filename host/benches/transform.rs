@@ -292,6 +292,32 @@ async fn latency(
     Ok(latencies)
 }
 
+/// The Python baseline (`bench/python_consumer.py`) on the same topic:
+/// records/s, `Ok(None)` if the run was too small to measure, `Err` with
+/// the reason if it cannot run here.
+fn python(brokers: &str, total: u64) -> Result<Option<f64>, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/python_consumer.py");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let output = Command::new("python3")
+        .arg(script)
+        .args([brokers, "bench_throughput", &total.to_string()])
+        .arg(dir.path().join("vehicle_positions"))
+        .output()
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "skipped (pip install confluent-kafka deltalake pyarrow): {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        ));
+    }
+    let result: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    Ok(result["records_per_second"].as_f64())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     #[expect(
         clippy::cast_possible_truncation,
@@ -398,11 +424,15 @@ fn main() -> anyhow::Result<()> {
                 latency(&brokers, Arc::clone(transform), &latency_messages, rate).await?,
             );
         }
-        anyhow::Ok((rates, latencies))
+        let python = {
+            let brokers = brokers.clone();
+            tokio::task::spawn_blocking(move || python(&brokers, total as u64)).await?
+        };
+        anyhow::Ok((rates, latencies, python))
     });
     drop(broker.stdin.take());
     let _ = broker.wait();
-    let (rates, latencies) = result?;
+    let (rates, latencies, python) = result?;
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
@@ -427,6 +457,14 @@ fn main() -> anyhow::Result<()> {
             percentile(l, 0.5).as_secs_f64() * 1e3,
             percentile(l, 0.99).as_secs_f64() * 1e3,
         );
+    }
+    match python {
+        Ok(Some(r)) => println!(
+            "| Python consumer (confluent-kafka + json + deltalake/pyarrow) | 1 | {r:.0} | {:.2}× | — | — |",
+            native_rate / r
+        ),
+        Ok(None) => println!("| Python consumer | 1 | run too small to measure | — | — | — |"),
+        Err(why) => println!("| Python consumer | — | {why} | — | — | — |"),
     }
     println!(
         "\nhost pinned to one core: {}",
