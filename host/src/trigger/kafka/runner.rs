@@ -155,10 +155,6 @@ impl KafkaRunner {
         let mut bytes = 0;
         let mut deadline: Option<Instant> = None;
         loop {
-            let revoked = self.handle_events().await;
-            if !revoked.is_empty() {
-                batch.retain(|m| !revoked.contains(&(m.topic.clone(), m.partition)));
-            }
             self.resync_due().await;
             let now = Instant::now();
             if deadline.is_some_and(|d| d <= now) {
@@ -173,6 +169,12 @@ impl KafkaRunner {
                 () = shutdown.cancelled() => break,
                 r = tokio::time::timeout(wait, consumer.recv()) => r,
             };
+            // Rebalance callbacks run inside `recv`: apply them before
+            // looking at what it returned.
+            let revoked = self.handle_events().await;
+            if !revoked.is_empty() {
+                batch.retain(|m| !revoked.contains(&(m.topic.clone(), m.partition)));
+            }
             let message = match received {
                 Err(_) => continue,
                 Ok(Err(e)) => {
@@ -181,11 +183,6 @@ impl KafkaRunner {
                 }
                 Ok(Ok(m)) => m,
             };
-            // A rebalance may have happened inside this `recv`.
-            let revoked = self.handle_events().await;
-            if !revoked.is_empty() {
-                batch.retain(|m| !revoked.contains(&(m.topic.clone(), m.partition)));
-            }
             if !self
                 .progress
                 .wants(message.topic(), message.partition(), message.offset())
@@ -376,14 +373,15 @@ impl KafkaRunner {
                 // Only rows of partitions this commit advances: a partition
                 // whose commit to an earlier table failed is re-read from
                 // the log, and its rows must not land here without its txn.
-                let committed: BTreeSet<&Partition> = txns.iter().map(|(p, _)| p).collect();
+                let committed: BTreeSet<(&str, i32)> =
+                    txns.iter().map(|(p, _)| (p.0.as_str(), p.1)).collect();
                 std::mem::take(&mut plan.rows[t]).map(|rows| {
                     let outside: BTreeMap<usize, ()> = rows
                         .sources
                         .iter()
                         .filter(|i| {
                             let m = &batch[**i];
-                            !committed.contains(&(m.topic.clone(), m.partition))
+                            !committed.contains(&(m.topic.as_str(), m.partition))
                         })
                         .map(|i| (*i, ()))
                         .collect();
