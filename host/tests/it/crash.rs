@@ -102,6 +102,25 @@ fn host(manifest: &Path, brokers: &str, port: u16, failpoint: Option<&str>, log:
     }
 }
 
+/// Produces `messages` in chunks of `chunk`, pausing `pause` after each,
+/// in the background: a stream that keeps arriving while hosts come and go.
+fn stream(
+    brokers: &str,
+    topic: &'static str,
+    messages: &[(String, Option<Vec<u8>>, bool)],
+    chunk: usize,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let brokers = brokers.to_owned();
+    let messages = messages.to_vec();
+    tokio::spawn(async move {
+        for part in messages.chunks(chunk) {
+            produce(&brokers, topic, part).await;
+            tokio::time::sleep(pause).await;
+        }
+    })
+}
+
 /// A small deterministic generator, seeded from the clock (and printed, so
 /// a failing run can be replayed).
 struct Rng(u64);
@@ -163,16 +182,7 @@ async fn kill_9_at_every_crash_point_loses_and_duplicates_nothing() {
     // The stream: 2,000 messages in chunks, produced while the host
     // crashes (~80 s, about as long as the crash rounds take).
     let all = messages(2_000, 1_764_000_000);
-    let producer = {
-        let brokers = brokers.clone();
-        let all = all.clone();
-        tokio::spawn(async move {
-            for chunk in all.chunks(50) {
-                produce(&brokers, topic, chunk).await;
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        })
-    };
+    let producer = stream(&brokers, topic, &all, 50, Duration::from_secs(2));
 
     let points = [
         "batch-before-write",
@@ -301,16 +311,7 @@ async fn two_hosts_in_one_group_one_killed_mid_stream() {
     std::fs::write(&manifest, crate::delta::manifest_text(topic, &data, 100)).unwrap();
 
     let all = messages(2_400, 1_764_000_000);
-    let producer = {
-        let brokers = brokers.clone();
-        let all = all.clone();
-        tokio::spawn(async move {
-            for chunk in all.chunks(100) {
-                produce(&brokers, topic, chunk).await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        })
-    };
+    let producer = stream(&brokers, topic, &all, 100, Duration::from_secs(1));
     let first = host(
         &manifest,
         &brokers,
