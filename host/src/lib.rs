@@ -11,7 +11,8 @@
 //! - [`sink`]: where output goes (the Kafka producer, Delta tables and their dead-letter table).
 //! - [`metrics`]: every metric name and label, in one registry.
 //! - [`broker`]: the embedded Kafka-protocol broker of local mode (tansu).
-//! - [`admin`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`).
+//! - [`functions`]: the running version of every function; deploy, rollback, `--watch`.
+//! - [`admin`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`, the function API).
 //! - [`devfeed`]: a local server replaying generated GTFS-RT feeds.
 //! - [`failpoint`]: named crash points for the kill -9 tests.
 //! - [`run`]: `weir up`'s run loop; [`cli`]: the subcommands; [`telemetry`]: logging.
@@ -22,6 +23,7 @@ pub mod broker;
 pub mod cli;
 pub mod devfeed;
 pub mod failpoint;
+pub mod functions;
 pub mod host;
 pub mod manifest;
 pub mod metrics;

@@ -16,6 +16,41 @@ const DURATION_BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0, 100.0,
 ];
 
+/// `outcome` values of `weir_invocations_total`.
+pub const OUTCOMES: [&str; 5] = ["ok", "error", "timeout", "memory", "trap"];
+/// `kind` values of `weir_traps_total`.
+pub const TRAP_KINDS: [&str; 3] = ["timeout", "memory", "trap"];
+/// `result` values of `weir_swaps_total`.
+pub const SWAP_RESULTS: [&str; 7] = [
+    "ok",
+    "rollback",
+    "unchanged",
+    "invalid",
+    "wrong_world",
+    "smoke_failed",
+    "no_previous",
+];
+/// `kind` values of `weir_outbound_http_errors_total`.
+pub const HTTP_ERROR_KINDS: [&str; 8] = [
+    "denied",
+    "dns",
+    "connect",
+    "timeout",
+    "tls",
+    "too_large",
+    "bad_request",
+    "other",
+];
+/// `kind` values of `weir_delta_commit_errors_total`.
+pub const COMMIT_ERROR_KINDS: [&str; 2] = ["fenced", "error"];
+/// `reason` values of `weir_dead_letters_total`.
+pub const DEAD_LETTER_REASONS: [&str; 4] = [
+    "rejected",
+    "invalid_row",
+    "unknown_table",
+    "invocation_failed",
+];
+
 /// The host's metrics, in a registry of its own (so several hosts can run
 /// in one test process without sharing counters).
 #[derive(Debug, Clone)]
@@ -25,11 +60,14 @@ pub struct Metrics {
     pub invocations: IntCounterVec,
     /// `weir_invocation_duration_seconds{function}`, instantiate to return.
     pub invocation_duration: HistogramVec,
+    /// `weir_invocation_memory_bytes{function}`: the largest linear memory of one invocation.
+    pub invocation_memory: HistogramVec,
     /// `weir_traps_total{function,kind}`; kind is `timeout`, `memory` or `trap`.
     pub traps: IntCounterVec,
     /// `weir_missed_ticks_total{function}`: cron ticks skipped because the previous run was still going.
     pub missed_ticks: IntCounterVec,
-    /// `weir_component_info{function,digest}` = 1 for the running version.
+    /// `weir_component_info{function,world,digest}` = 1 for the running version;
+    /// `world` (`fetcher`, `transformer`) lets rules tell fetches from transforms.
     pub component_info: IntGaugeVec,
     /// `weir_build_info{version}` = 1.
     pub build_info: IntGaugeVec,
@@ -39,6 +77,12 @@ pub struct Metrics {
     pub fetch_bytes: IntCounterVec,
     /// `weir_feed_age_seconds{feed}`: now − the header timestamp of the feed last fetched.
     pub feed_age: GaugeVec,
+    /// `weir_feed_header_timestamp_seconds{feed}`: the header timestamp of the
+    /// feed last fetched; `time() - it` keeps growing when fetches stop.
+    pub feed_timestamp: GaugeVec,
+    /// `weir_feed_refresh_interval_seconds{feed}`: seconds between the last two
+    /// distinct header timestamps (the producer's refresh interval).
+    pub feed_refresh_interval: GaugeVec,
     /// `weir_feed_unchanged_total{function,feed}`: fetches whose header timestamp had not advanced.
     pub feed_unchanged: IntCounterVec,
     /// `weir_kafka_produced_total{function,topic}`: messages acknowledged by the brokers.
@@ -65,8 +109,14 @@ pub struct Metrics {
     pub delta_orphan_files: IntGaugeVec,
     /// `weir_dead_letters_total{function,table,reason}`: rows written to a dead-letter table.
     pub dead_letters: IntCounterVec,
-    /// The digest `component_info` shows per function.
-    digests: Arc<Mutex<HashMap<String, String>>>,
+    /// `weir_swaps_total{function,result}`: deploys and rollbacks; result is
+    /// `ok`, `rollback`, `unchanged`, `invalid`, `wrong_world` or `smoke_failed`.
+    pub swaps: IntCounterVec,
+    /// `weir_swap_pause_seconds{function}`: how long a switch held the
+    /// function's invocations back (the stream's stall).
+    pub swap_pause: HistogramVec,
+    /// The world and digest `component_info` shows per function.
+    digests: Arc<Mutex<HashMap<String, (String, String)>>>,
 }
 
 impl Default for Metrics {
@@ -97,6 +147,19 @@ impl Metrics {
                     &["function"],
                 ),
             ),
+            invocation_memory: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "weir_invocation_memory_bytes",
+                        "Peak linear memory of one invocation (what max_memory caps).",
+                    )
+                    .buckets(
+                        prometheus::exponential_buckets(65_536.0, 4.0, 10).unwrap_or_default(),
+                    ),
+                    &["function"],
+                ),
+            ),
             traps: counter(
                 &registry,
                 "weir_traps_total",
@@ -113,7 +176,7 @@ impl Metrics {
                 &registry,
                 "weir_component_info",
                 "The component version running for a function (value 1).",
-                &["function", "digest"],
+                &["function", "world", "digest"],
             ),
             build_info: gauge(
                 &registry,
@@ -139,6 +202,26 @@ impl Metrics {
                     Opts::new(
                         "weir_feed_age_seconds",
                         "Now minus the header timestamp of the feed last fetched.",
+                    ),
+                    &["feed"],
+                ),
+            ),
+            feed_timestamp: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "weir_feed_header_timestamp_seconds",
+                        "Header timestamp (POSIX seconds) of the feed last fetched.",
+                    ),
+                    &["feed"],
+                ),
+            ),
+            feed_refresh_interval: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "weir_feed_refresh_interval_seconds",
+                        "Seconds between the header timestamps of the last two distinct feeds fetched.",
                     ),
                     &["feed"],
                 ),
@@ -231,6 +314,25 @@ impl Metrics {
                 "Messages written to a dead-letter table, by reason.",
                 &["function", "table", "reason"],
             ),
+            swaps: counter(
+                &registry,
+                "weir_swaps_total",
+                "Component deploys and rollbacks, by result (refused ones leave the old version running).",
+                &["function", "result"],
+            ),
+            swap_pause: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "weir_swap_pause_seconds",
+                        "Time a version switch held the function's invocations back.",
+                    )
+                    .buckets(vec![
+                        0.000_01, 0.000_05, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+                    ]),
+                    &["function"],
+                ),
+            ),
             digests: Arc::default(),
             registry: registry.clone(),
         };
@@ -241,19 +343,77 @@ impl Metrics {
     }
 
     /// Marks `digest` as the running version of `function` (and no other).
-    pub fn set_component(&self, function: &str, digest: &str) {
+    pub fn set_component(&self, function: &str, world: &str, digest: &str) {
         let mut current = self
             .digests
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(old) = current.insert(function.to_owned(), digest.to_owned())
-            && old != digest
+        let shown = (world.to_owned(), digest.to_owned());
+        if let Some(old) = current.insert(function.to_owned(), shown.clone())
+            && old != shown
         {
-            let _ = self.component_info.remove_label_values(&[function, &old]);
+            let _ = self
+                .component_info
+                .remove_label_values(&[function, &old.0, &old.1]);
         }
         self.component_info
-            .with_label_values(&[function, digest])
+            .with_label_values(&[function, world, digest])
             .set(1);
+    }
+
+    /// Creates a function's series at zero, so dashboards and `increase()`
+    /// see them before the first event (a counter born at 1 hides that 1).
+    pub fn init_function(&self, function: &str, world: &str) {
+        for outcome in OUTCOMES {
+            self.invocations.with_label_values(&[function, outcome]);
+        }
+        for kind in TRAP_KINDS {
+            self.traps.with_label_values(&[function, kind]);
+        }
+        for result in SWAP_RESULTS {
+            self.swaps.with_label_values(&[function, result]);
+        }
+        self.invocation_duration.with_label_values(&[function]);
+        self.invocation_memory.with_label_values(&[function]);
+        self.swap_pause.with_label_values(&[function]);
+        if world == "fetcher" {
+            self.missed_ticks.with_label_values(&[function]);
+            self.fetch_bytes.with_label_values(&[function]);
+            for kind in HTTP_ERROR_KINDS {
+                self.outbound_http_errors
+                    .with_label_values(&[function, kind]);
+            }
+        } else {
+            self.batch_records.with_label_values(&[function]);
+        }
+    }
+
+    /// Creates the zero series of a cron trigger's feed and output topics.
+    pub fn init_feed(&self, function: &str, feed: &str, topics: &[String]) {
+        self.feed_unchanged.with_label_values(&[function, feed]);
+        for topic in topics {
+            self.kafka_produced.with_label_values(&[function, topic]);
+            self.kafka_produce_errors
+                .with_label_values(&[function, topic]);
+        }
+    }
+
+    /// Creates the zero series of a table a Kafka trigger writes.
+    pub fn init_table(&self, function: &str, table: &str, dead_letters: bool) {
+        let labels = [function, table];
+        self.delta_rows_written.with_label_values(&labels);
+        self.delta_commits.with_label_values(&labels);
+        self.delta_commit_duration.with_label_values(&labels);
+        for kind in COMMIT_ERROR_KINDS {
+            self.delta_commit_errors
+                .with_label_values(&[function, table, kind]);
+        }
+        if dead_letters {
+            for reason in DEAD_LETTER_REASONS {
+                self.dead_letters
+                    .with_label_values(&[function, table, reason]);
+            }
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -294,16 +454,20 @@ mod tests {
     #[test]
     fn component_info_flips_to_the_new_digest() {
         let m = Metrics::new();
-        m.set_component("f", "sha256:aa");
-        m.set_component("g", "sha256:cc");
-        m.set_component("f", "sha256:bb");
+        m.set_component("f", "transformer", "sha256:aa");
+        m.set_component("g", "fetcher", "sha256:cc");
+        m.set_component("f", "transformer", "sha256:bb");
         let text = m.encode();
         assert!(
-            text.contains(r#"weir_component_info{digest="sha256:bb",function="f"} 1"#),
+            text.contains(
+                r#"weir_component_info{digest="sha256:bb",function="f",world="transformer"} 1"#
+            ),
             "{text}"
         );
         assert!(
-            text.contains(r#"weir_component_info{digest="sha256:cc",function="g"} 1"#),
+            text.contains(
+                r#"weir_component_info{digest="sha256:cc",function="g",world="fetcher"} 1"#
+            ),
             "{text}"
         );
         assert!(!text.contains("sha256:aa"), "{text}");

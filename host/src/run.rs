@@ -1,23 +1,25 @@
 //! The run loop of `weir up`: load every trigger's component, start the
 //! admin server and the triggers, and stop them all on shutdown.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
+use futures::FutureExt as _;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminConfig, AdminState};
 use crate::broker::EmbeddedBroker;
+use crate::functions::{self, Function, Functions};
 use crate::host::feed::FeedLedger;
 use crate::host::producer::OutMessage;
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
-use crate::runtime::{LoadedComponent, Runtime, RuntimeConfig, World};
+use crate::runtime::{Runtime, RuntimeConfig, World};
 use crate::sink::kafka::{KafkaSink, KafkaSinkConfig};
 use crate::trigger::Trigger;
 use crate::trigger::cron::{CronRunner, Publish};
@@ -39,6 +41,10 @@ pub struct HostConfig {
     /// Where durable host state lives (feed ledger; later Delta tables);
     /// `None` keeps it in memory.
     pub data_dir: Option<std::path::PathBuf>,
+    /// Who may deploy through the admin API.
+    pub admin: AdminConfig,
+    /// Redeploy a function when its component file changes, polling this often.
+    pub watch: Option<std::time::Duration>,
 }
 
 /// Which Kafka cluster the host talks to.
@@ -60,6 +66,8 @@ pub struct Host {
     pub addr: SocketAddr,
     /// The host's metrics.
     pub metrics: Arc<Metrics>,
+    /// The running functions (deploy and roll back through them).
+    pub functions: Arc<Functions>,
     /// Bootstrap servers in use, if any.
     pub kafka_brokers: Option<String>,
     tasks: JoinSet<anyhow::Result<()>>,
@@ -80,15 +88,17 @@ impl Host {
         manifest.check_sources()?;
         let metrics = Arc::new(Metrics::new());
         let runtime = Arc::new(Runtime::new(config.runtime.clone(), Arc::clone(&metrics))?);
-        let components = load_components(&runtime, manifest)?;
+        let functions = Arc::new(load_functions(&runtime, manifest)?);
         let state = AdminState {
             metrics: Arc::clone(&metrics),
             ready: Arc::new(AtomicBool::new(false)),
+            functions: Arc::clone(&functions),
+            config: config.admin.clone(),
         };
         let (addr, server) = admin::serve(config.listen, state.clone(), shutdown.clone())
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        tracing::info!(%addr, deploys = state.config.token.is_some(), "serving /metrics, /healthz, /readyz and /functions");
         let mut tasks = JoinSet::new();
         tasks.spawn(async move { server.await.context("admin server failed") });
         let locks: HashMap<&str, Arc<Mutex<()>>> = manifest
@@ -151,11 +161,11 @@ impl Host {
         for trigger in &manifest.triggers {
             match trigger {
                 Trigger::Cron(cron) => {
-                    let component =
-                        Arc::clone(&components[&(cron.component.clone(), World::Fetcher)]);
+                    let function = function(&functions, &cron.component)?;
+                    metrics.init_feed(&cron.component, &cron.id, &cron.outputs);
                     let runner = CronRunner::new(
                         cron.clone(),
-                        component,
+                        function,
                         Arc::clone(&locks[cron.component.as_str()]),
                         Arc::clone(&ledger),
                     );
@@ -179,8 +189,7 @@ impl Host {
                     let brokers = kafka_brokers
                         .clone()
                         .with_context(|| format!("trigger `{}` needs Kafka brokers", kafka.id))?;
-                    let component =
-                        Arc::clone(&components[&(kafka.component.clone(), World::Transformer)]);
+                    let function = function(&functions, &kafka.component)?;
                     let runner = KafkaRunner::start(
                         RunnerConfig {
                             trigger: kafka.clone(),
@@ -188,7 +197,7 @@ impl Host {
                             brokers,
                             host_id: host_id.clone(),
                         },
-                        component,
+                        function,
                         Arc::clone(&metrics),
                     )
                     .await?;
@@ -196,6 +205,13 @@ impl Host {
                     tasks.spawn(async move { runner.run(shutdown).await });
                 }
             }
+        }
+        if let Some(every) = config.watch.filter(|_| !config.once) {
+            let sources = functions
+                .iter()
+                .map(|f| (Arc::clone(f), manifest.components[&f.id].source.clone()))
+                .collect();
+            tasks.spawn(functions::watch::run(sources, every, shutdown.clone()).map(Ok));
         }
         admin::set_ready(&state);
         if config.once {
@@ -211,6 +227,7 @@ impl Host {
         Ok(Self {
             addr,
             metrics,
+            functions,
             kafka_brokers,
             tasks,
             _broker: broker,
@@ -232,26 +249,41 @@ impl Host {
     }
 }
 
-/// Loads, type-checks and digests the component of every trigger.
-fn load_components(
-    runtime: &Arc<Runtime>,
-    manifest: &Manifest,
-) -> anyhow::Result<HashMap<(String, World), Arc<LoadedComponent>>> {
-    let mut loaded = HashMap::new();
+/// Loads, type-checks and digests the component of every trigger: one
+/// function per component, in the one world its triggers share.
+fn load_functions(runtime: &Arc<Runtime>, manifest: &Manifest) -> anyhow::Result<Functions> {
+    let mut triggers: BTreeMap<&str, (World, Vec<String>)> = BTreeMap::new();
     for trigger in &manifest.triggers {
-        if loaded.contains_key(&(trigger.component().to_owned(), trigger.world())) {
-            continue;
+        let (world, ids) = triggers
+            .entry(trigger.component())
+            .or_insert_with(|| (trigger.world(), Vec::new()));
+        if *world != trigger.world() {
+            anyhow::bail!(
+                "component `{}` is used by a cron and a kafka trigger; a component runs in one world (`fetcher` or `transformer`)",
+                trigger.component()
+            );
         }
-        let config = &manifest.components[trigger.component()];
-        let component =
-            runtime.load_file(&config.id, &config.source, trigger.world(), config.into())?;
-        tracing::info!(function = %component.id, digest = %component.digest, world = component.world.name(), "loaded component");
+        ids.push(trigger.id().to_owned());
+    }
+    let mut functions = Functions::default();
+    for (id, (world, trigger_ids)) in triggers {
+        let config = &manifest.components[id];
+        let component = runtime.load_file(&config.id, &config.source, world, config.into())?;
+        tracing::info!(function = %component.id, digest = %component.digest, world = world.name(), "loaded component");
         runtime
             .metrics()
-            .set_component(&component.id, &component.digest);
-        loaded.insert((config.id.clone(), trigger.world()), Arc::new(component));
+            .set_component(&component.id, world.name(), &component.digest);
+        runtime.metrics().init_function(&component.id, world.name());
+        functions.insert(Function::new(Arc::new(component), trigger_ids));
     }
-    Ok(loaded)
+    Ok(functions)
+}
+
+fn function(functions: &Functions, id: &str) -> anyhow::Result<Arc<Function>> {
+    functions
+        .get(id)
+        .cloned()
+        .with_context(|| format!("component `{id}` was not loaded"))
 }
 
 /// Where cron ticks publish: the Kafka sink, or nothing configured, in

@@ -10,8 +10,10 @@ pub fn init() {
     // noise for weir's users unless asked for with RUST_LOG.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,buoyant_kernel=off,deltalake_core=warn"));
+    // Colours only on a terminal: escape codes in a log file or `docker logs` are noise.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -5,6 +5,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use super::ManifestArg;
+use crate::manifest::ComponentConfig;
 
 /// Arguments of `weir build`.
 #[derive(Debug, clap::Args)]
@@ -32,31 +33,38 @@ impl BuildArgs {
             if !self.components.is_empty() && !self.components.contains(&component.id) {
                 continue;
             }
-            let Some(build) = &component.build else {
-                eprintln!("{}: no build command, skipped", component.id);
-                continue;
-            };
-            for command in &build.commands {
-                eprintln!(
-                    "{}: running `{command}` in {}",
-                    component.id,
-                    build.workdir.display()
-                );
-                let status = Command::new("sh")
-                    .arg("-c")
-                    .arg(command)
-                    .current_dir(&build.workdir)
-                    .status()
-                    .with_context(|| format!("cannot start the build of `{}`", component.id))?;
-                if !status.success() {
-                    bail!(
-                        "build of `{}` failed: `{command}` exited with {status}",
-                        component.id
-                    );
-                }
-            }
+            build_component(component)?;
         }
         eprintln!("build finished");
         Ok(())
     }
+}
+
+/// Runs `component`'s build commands in its `workdir`; a component without
+/// any is skipped with a note.
+pub(super) fn build_component(component: &ComponentConfig) -> anyhow::Result<()> {
+    let Some(build) = &component.build else {
+        eprintln!("{}: no build command, skipped", component.id);
+        return Ok(());
+    };
+    for command in &build.commands {
+        eprintln!(
+            "{}: running `{command}` in {}",
+            component.id,
+            build.workdir.display()
+        );
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(&build.workdir)
+            .status()
+            .with_context(|| format!("cannot start the build of `{}`", component.id))?;
+        if !status.success() {
+            bail!(
+                "build of `{}` failed: `{command}` exited with {status}",
+                component.id
+            );
+        }
+    }
+    Ok(())
 }

@@ -2,9 +2,12 @@
 
 mod build;
 mod check;
+mod deploy;
 mod dev_broker;
 mod dev_feed;
 mod feed;
+mod lineage;
+mod token;
 mod up;
 
 use std::path::PathBuf;
@@ -30,6 +33,12 @@ enum Command {
     Check(check::CheckArgs),
     /// Run the application's triggers until Ctrl-C.
     Up(up::UpArgs),
+    /// Swap a function's component in a running host (compiled, type-checked and smoke-tested first).
+    Deploy(deploy::DeployArgs),
+    /// Restore a function's previous component in a running host.
+    Rollback(deploy::RollbackArgs),
+    /// Show which component version wrote each version of a Delta table.
+    Lineage(lineage::LineageArgs),
     /// Run the embedded Kafka-protocol broker (tansu, sqlite log) and print its address.
     DevBroker(dev_broker::DevBrokerArgs),
     /// Work with GTFS-Realtime feeds: `weir feed decode <file-or-url>`.
@@ -66,6 +75,9 @@ impl Cli {
             Command::Build(args) => args.run(),
             Command::Check(args) => args.run(),
             Command::Up(args) => args.run(),
+            Command::Deploy(args) => args.run(),
+            Command::Rollback(args) => args.run(),
+            Command::Lineage(args) => args.run(),
             Command::DevFeed(args) => args.run(),
             Command::Feed(args) => args.run(),
             Command::DevBroker(args) => args.run(),

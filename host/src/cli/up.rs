@@ -8,6 +8,8 @@ use tokio_util::sync::CancellationToken;
 use gtfs_rt::sample::Sample;
 
 use super::ManifestArg;
+use super::token::TokenArgs;
+use crate::admin::AdminConfig;
 use crate::devfeed::{self, FeedClock};
 use crate::run::{HostConfig, KafkaMode, run};
 use crate::runtime::RuntimeConfig;
@@ -34,12 +36,29 @@ pub(super) struct UpArgs {
     /// Directory for durable host state, relative to the manifest's directory.
     #[arg(long, env = "WEIR_DATA_DIR", default_value = "data")]
     data_dir: std::path::PathBuf,
+    /// Redeploy a function whenever its built component file changes
+    /// (e.g. after `weir build`), with the same checks as `weir deploy`.
+    #[arg(long)]
+    watch: bool,
+    /// Turn deploys and rollbacks through the admin API off.
+    #[arg(long)]
+    no_deploy: bool,
+    #[command(flatten)]
+    token: TokenArgs,
 }
+
+/// How often `--watch` looks at the component files.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl UpArgs {
     pub(super) fn run(self) -> anyhow::Result<()> {
         let manifest = self.manifest.load()?;
-        let data_dir = Some(manifest.dir.join(&self.data_dir));
+        let data_dir = manifest.dir.join(&self.data_dir);
+        let token = if self.no_deploy {
+            None
+        } else {
+            Some(self.token.for_host(self.listen, &data_dir)?)
+        };
         let brokers = self.brokers.or_else(|| {
             manifest
                 .application
@@ -50,11 +69,16 @@ impl UpArgs {
         let kafka = brokers.map_or(KafkaMode::Embedded, KafkaMode::Brokers);
         let config = HostConfig {
             manifest,
-            data_dir,
+            data_dir: Some(data_dir),
             kafka,
             listen: self.listen,
             runtime: RuntimeConfig::default(),
             once: self.once,
+            admin: AdminConfig {
+                token,
+                max_upload_bytes: None,
+            },
+            watch: self.watch.then_some(WATCH_EVERY),
         };
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
         runtime.block_on(async {

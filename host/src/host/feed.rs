@@ -129,6 +129,23 @@ impl FeedObservation {
             .feed_age
             .with_label_values(&[&self.feed])
             .set(age);
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "seconds since 1970 fit an f64 exactly"
+        )]
+        self.metrics
+            .feed_timestamp
+            .with_label_values(&[&self.feed])
+            .set(header_timestamp as f64);
+        if let Some(last) = self.last
+            && header_timestamp > last
+        {
+            #[expect(clippy::cast_precision_loss, reason = "a gauge in seconds")]
+            self.metrics
+                .feed_refresh_interval
+                .with_label_values(&[&self.feed])
+                .set((header_timestamp - last) as f64);
+        }
         if self.last.is_some_and(|last| header_timestamp <= last) {
             self.metrics
                 .feed_unchanged

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -112,6 +113,13 @@ pub struct LoadedComponent {
     pub world: World,
     /// Deadline and memory cap of every invocation.
     pub limits: Limits,
+    /// What it was loaded with: a new version of the function is loaded
+    /// with the same settings, so limits carry over a swap.
+    pub settings: ComponentSettings,
+    /// Whether invocations count in the function's metrics; off while a
+    /// candidate version is smoke-tested, so a refused upload's traps do
+    /// not page anyone.
+    metered: AtomicBool,
     function: Arc<str>,
     environment: Vec<(String, String)>,
     variables: Variables,
@@ -194,14 +202,16 @@ impl Runtime {
             digest: digest(bytes),
             world,
             limits: settings.limits,
-            environment: settings.environment,
-            variables: Arc::new(settings.variables),
+            metered: AtomicBool::new(true),
+            environment: settings.environment.clone(),
+            variables: Arc::new(settings.variables.clone()),
             allowed: settings
                 .allowed_outbound_hosts
                 .iter()
                 .filter_map(|h| AllowedHost::parse(h))
                 .collect(),
             http: settings.http,
+            settings,
             pre,
             runtime: Arc::clone(self),
         })
@@ -252,6 +262,16 @@ impl LoadedComponent {
         &self.runtime.metrics
     }
 
+    /// The runtime it was compiled by (new versions use the same one).
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Turns counting of invocations in the metrics on or off.
+    pub fn set_metered(&self, metered: bool) {
+        self.metered.store(metered, Ordering::Relaxed);
+    }
+
     /// Runs one cron tick. On success returns what the guest sent.
     pub async fn handle_cron(
         &self,
@@ -298,7 +318,7 @@ impl LoadedComponent {
             Ok(Err(trap)) => Err(self.trap(&store, &trap)),
             Err(elapsed) => Err(elapsed),
         };
-        self.record(started, &result);
+        self.record(started, &result, store.data().limiter.peak);
         let output = store.data().output();
         let state = store.data_mut();
         let outbox = std::mem::take(&mut state.outbox);
@@ -347,7 +367,7 @@ impl LoadedComponent {
             Ok(Err(trap)) => Err(self.trap(&store, &trap)),
             Err(elapsed) => Err(elapsed),
         };
-        self.record(started, &result);
+        self.record(started, &result, store.data().limiter.peak);
         (result, store.data().output())
     }
 
@@ -424,7 +444,10 @@ impl LoadedComponent {
         }
     }
 
-    fn record<T>(&self, started: Instant, result: &Result<T, InvokeError>) {
+    fn record<T>(&self, started: Instant, result: &Result<T, InvokeError>, memory: usize) {
+        if !self.metered.load(Ordering::Relaxed) {
+            return;
+        }
         let metrics = &self.runtime.metrics;
         let outcome = match result {
             Ok(_) => "ok",
@@ -438,6 +461,11 @@ impl LoadedComponent {
             .invocation_duration
             .with_label_values(&[self.id.as_str()])
             .observe(started.elapsed().as_secs_f64());
+        #[expect(clippy::cast_precision_loss, reason = "a histogram sample")]
+        metrics
+            .invocation_memory
+            .with_label_values(&[self.id.as_str()])
+            .observe(memory as f64);
         if let Err(InvokeError::Trap { kind, .. }) = result {
             metrics
                 .traps

@@ -13,6 +13,8 @@ pub(super) struct MemoryLimiter {
     max_memory: usize,
     /// Set once a growth request was refused.
     pub(super) refused: bool,
+    /// The largest linear memory granted, in bytes (creation counts as growth).
+    pub(super) peak: usize,
 }
 
 impl MemoryLimiter {
@@ -20,6 +22,7 @@ impl MemoryLimiter {
         Self {
             max_memory: usize::try_from(max_memory).unwrap_or(usize::MAX),
             refused: false,
+            peak: 0,
         }
     }
 }
@@ -33,6 +36,9 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.max_memory;
         self.refused |= !allowed;
+        if allowed {
+            self.peak = self.peak.max(desired);
+        }
         Ok(allowed)
     }
 

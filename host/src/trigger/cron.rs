@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 use toml::Spanned;
 use tracing::Instrument;
 
+use crate::functions::Function;
 use crate::host::feed::{FeedLedger, FeedObservation};
 use crate::host::producer::OutMessage;
 use crate::manifest::Validator;
-use crate::runtime::{CronInvocation, GuestOutput, LoadedComponent};
+use crate::runtime::{CronInvocation, GuestOutput};
 
 /// One `[[trigger.cron]]` table as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -123,12 +124,12 @@ pub trait Publish: Send + Sync {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-/// A running cron trigger: its component and the lock its component's
+/// A running cron trigger: its function and the lock its function's
 /// triggers share.
 #[derive(Debug, Clone)]
 pub struct CronRunner {
     trigger: CronTrigger,
-    component: Arc<LoadedComponent>,
+    function: Arc<Function>,
     running: Arc<Mutex<()>>,
     ledger: Arc<FeedLedger>,
 }
@@ -137,13 +138,13 @@ impl CronRunner {
     /// Prepares `trigger`; `running` must be the same lock for every trigger of the component.
     pub fn new(
         trigger: CronTrigger,
-        component: Arc<LoadedComponent>,
+        function: Arc<Function>,
         running: Arc<Mutex<()>>,
         ledger: Arc<FeedLedger>,
     ) -> Self {
         Self {
             trigger,
-            component,
+            function,
             running,
             ledger,
         }
@@ -168,7 +169,9 @@ impl CronRunner {
             let (following, missed) = next_after(&self.trigger.schedule, next, now);
             if missed > 0 {
                 tracing::warn!(%function, trigger = %self.trigger.id, missed, "skipped cron ticks while the previous run was still going");
-                self.component
+                self.function
+                    .current()
+                    .component
                     .metrics()
                     .missed_ticks
                     .with_label_values(&[function.as_str()])
@@ -188,7 +191,9 @@ impl CronRunner {
             let timestamp = u64::try_from(at.timestamp()).unwrap_or_default();
             let feed_name = self.trigger.id.clone();
             let last = self.ledger.last(&feed_name);
-            let metrics = Arc::clone(self.component.metrics());
+            // One version for the call and its publish: a swap waits.
+            let in_use = self.function.checkout().await;
+            let metrics = Arc::clone(in_use.component.metrics());
             let invocation = CronInvocation {
                 outputs: Arc::clone(&self.trigger.outputs),
                 variables: self.trigger.variables.clone(),
@@ -199,12 +204,13 @@ impl CronRunner {
                     metrics,
                 )),
             };
-            let (result, output) = self.component.handle_cron(timestamp, invocation).await;
+            let (result, output) = in_use.component.handle_cron(timestamp, invocation).await;
             log_output(function, &output);
             let result = match result {
                 Ok(result) => result,
                 Err(e) => {
                     tracing::error!(outcome = e.outcome(), error = %e, "cron invocation failed");
+                    self.function.record_error(e.to_string());
                     return false;
                 }
             };
@@ -215,6 +221,7 @@ impl CronRunner {
                     count,
                     "publishing the invocation's messages failed"
                 );
+                self.function.record_error(format!("publishing: {e:#}"));
                 return false;
             }
             let published = result

@@ -148,6 +148,40 @@ fn up_once_runs_every_cron_trigger_and_reports_failures() {
 }
 
 #[test]
+fn up_refuses_deploys_on_a_public_address_without_a_token() {
+    let (_dir, path) = manifest(&cron_app("ok"));
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["up", "--once", "--listen", "0.0.0.0:0", "-f"])
+        .arg(&path)
+        .env_remove("WEIR_ADMIN_TOKEN")
+        .env_remove("WEIR_ADMIN_TOKEN_FILE")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let out = text(&output);
+    assert!(
+        out.contains("refusing to accept deploys on 0.0.0.0:0 without a token"),
+        "{out}"
+    );
+    // With deploys off no token is made (checked on loopback: tests bind nothing else).
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "up",
+            "--once",
+            "--no-deploy",
+            "--listen",
+            "127.0.0.1:0",
+            "-f",
+        ])
+        .arg(&path)
+        .env_remove("WEIR_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(!path.parent().unwrap().join("data/admin.token").exists());
+}
+
+#[test]
 fn up_shuts_down_cleanly_on_sigterm() {
     let (_dir, path) = manifest(&cron_app("ok"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -198,6 +232,9 @@ fn every_subcommand_has_help() {
         &["check", "--help"],
         &["dev-feed", "--help"],
         &["feed", "decode", "--help"],
+        &["deploy", "--help"],
+        &["rollback", "--help"],
+        &["lineage", "--help"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(args)

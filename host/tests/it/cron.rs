@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use weir::World;
+use weir::functions::Function;
 use weir::host::producer::OutMessage;
 use weir::manifest::Limits;
 use weir::trigger::cron::{CronRunner, CronTrigger, Publish};
@@ -23,6 +24,11 @@ impl Publish for Collect {
     }
 }
 
+/// A function running `component` (what `weir up` hands a cron trigger).
+fn function(component: weir::LoadedComponent) -> Arc<Function> {
+    Arc::new(Function::new(Arc::new(component), Vec::new()))
+}
+
 fn every_second(id: &str, component: &str, outputs: &[&str]) -> CronTrigger {
     CronTrigger {
         id: id.into(),
@@ -37,7 +43,7 @@ fn every_second(id: &str, component: &str, outputs: &[&str]) -> CronTrigger {
 async fn a_one_second_schedule_runs_at_least_twice_in_three_seconds() {
     let rt = runtime();
     let env = vec![("TOPIC".to_owned(), "ticks".to_owned())];
-    let hello = Arc::new(load(
+    let hello = function(load(
         &rt,
         "hello",
         "ok",
@@ -91,7 +97,7 @@ async fn a_one_second_schedule_runs_at_least_twice_in_three_seconds() {
 async fn runs_of_one_component_never_overlap_and_missed_ticks_are_counted() {
     let rt = runtime();
     let env = vec![("SLEEP_MS".to_owned(), "1300".to_owned())];
-    let sleeper = Arc::new(load(
+    let sleeper = function(load(
         &rt,
         "sleeper",
         "sleep",
@@ -147,7 +153,7 @@ async fn runs_of_one_component_never_overlap_and_missed_ticks_are_counted() {
 #[tokio::test]
 async fn a_failing_tick_is_counted_and_publishes_nothing() {
     let rt = runtime();
-    let trap = Arc::new(load(
+    let trap = function(load(
         &rt,
         "trap",
         "trap",

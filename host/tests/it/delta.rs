@@ -152,6 +152,8 @@ async fn start(manifest: &Path, brokers: &str, data: &Path) -> (Host, Cancellati
         once: false,
         data_dir: Some(data.to_path_buf()),
         kafka: KafkaMode::Brokers(brokers.to_owned()),
+        admin: weir::admin::AdminConfig::default(),
+        watch: None,
     };
     (
         Host::start(config, shutdown.clone()).await.unwrap(),

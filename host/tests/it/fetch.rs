@@ -58,6 +58,8 @@ async fn tick_once(manifest: &Path, brokers: &str, data: &Path) -> Host {
         once: true,
         data_dir: Some(data.to_path_buf()),
         kafka: KafkaMode::Brokers(brokers.to_owned()),
+        admin: weir::admin::AdminConfig::default(),
+        watch: None,
     };
     Host::start(config, CancellationToken::new()).await.unwrap()
 }
@@ -184,6 +186,22 @@ async fn feed_to_kafka_once_per_feed_version() {
     assert!(
         sample(&text, r#"weir_fetch_bytes_total{function="gtfs-fetch"}"#).unwrap() > 10_000.0,
         "{text}"
+    );
+    // The header timestamp for `time() - …` staleness rules, and the
+    // producer's refresh interval (30 s between the two feeds).
+    assert_eq!(
+        sample(
+            &text,
+            r#"weir_feed_header_timestamp_seconds{feed="vehicles"}"#
+        ),
+        Some((T0 + 30) as f64)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"weir_feed_refresh_interval_seconds{feed="vehicles"}"#
+        ),
+        Some(30.0)
     );
     assert!(
         sample(&text, r#"weir_feed_age_seconds{feed="vehicles"}"#).unwrap() > 0.0,

@@ -38,6 +38,8 @@ async fn metrics_endpoint_shows_counters_moving() {
         once: false,
         data_dir: None,
         kafka: weir::run::KafkaMode::Off,
+        admin: weir::admin::AdminConfig::default(),
+        watch: None,
     };
     let shutdown = CancellationToken::new();
     let host = Host::start(config, shutdown.clone()).await.unwrap();
@@ -66,6 +68,18 @@ async fn metrics_endpoint_shows_counters_moving() {
         second.contains(r#"weir_invocation_duration_seconds_count{function="hello"}"#),
         "{second}"
     );
+    // Peak linear memory per invocation: a Rust guest has at least a page.
+    let memory = sample(
+        &second,
+        r#"weir_invocation_memory_bytes_sum{function="hello"}"#,
+    )
+    .unwrap_or(0.0);
+    let calls = sample(
+        &second,
+        r#"weir_invocation_memory_bytes_count{function="hello"}"#,
+    )
+    .unwrap_or(0.0);
+    assert!(calls >= 2.0 && memory / calls >= 65_536.0, "{second}");
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), host.wait())

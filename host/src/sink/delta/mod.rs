@@ -5,6 +5,7 @@
 
 mod dead_letter;
 mod error;
+pub mod lineage;
 pub mod read;
 mod rows;
 mod schema;

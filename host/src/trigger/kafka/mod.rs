@@ -12,4 +12,4 @@ pub use config::{
     BatchConfig, KafkaApplicationConfig, KafkaTrigger, KafkaTriggerConfig, TableConfig, TableTarget,
 };
 pub use runner::{KafkaRunner, RunnerConfig};
-pub use transform::Transform;
+pub use transform::{Transform, TransformSource};

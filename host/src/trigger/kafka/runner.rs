@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::KafkaTrigger;
 use super::consumer::{self, Assignment, Context};
 use super::progress::{PartState, Partition, Progress, start_offset};
-use super::transform::Transform;
+use super::transform::{Transform, TransformSource};
 use crate::failpoint;
 use crate::metrics::Metrics;
 use crate::runtime::{KafkaMessage, Outcome};
@@ -46,7 +46,7 @@ pub struct RunnerConfig {
 pub struct KafkaRunner {
     trigger: KafkaTrigger,
     app: String,
-    component: Arc<dyn Transform>,
+    source: TransformSource,
     /// Output tables in name order, then the dead-letter table.
     tables: Vec<TableWriter>,
     consumer: Arc<StreamConsumer<Context>>,
@@ -71,11 +71,12 @@ impl KafkaRunner {
     /// Opens (or creates) every table and joins the consumer group.
     pub async fn start(
         config: RunnerConfig,
-        component: Arc<dyn Transform>,
+        source: impl Into<TransformSource>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
+        let source = source.into();
         let trigger = config.trigger;
-        let function = component.id().to_owned();
+        let function = source.id().to_owned();
         let mut tables = Vec::new();
         let dead_letters = "dead_letters".to_owned();
         let targets = trigger
@@ -92,6 +93,7 @@ impl KafkaRunner {
             )
             .await
             .with_context(|| format!("trigger `{}`: opening table `{name}`", trigger.id))?;
+            metrics.init_table(&function, name, *name == dead_letters);
             report_orphans(&table, &function, &metrics).await;
             tables.push(table);
         }
@@ -109,14 +111,15 @@ impl KafkaRunner {
             .with_context(|| format!("trigger `{}`: subscribing to {topics:?}", trigger.id))?;
         let info = CommitInfo {
             function,
-            component_digest: component.digest().to_owned(),
+            // Set from the version checked out for each batch.
+            component_digest: String::new(),
             trigger: trigger.id.clone(),
             host_id: config.host_id,
         };
         Ok(Self {
             trigger,
             app: config.app,
-            component,
+            source,
             tables,
             consumer: Arc::new(consumer),
             events,
@@ -266,8 +269,14 @@ impl KafkaRunner {
                         .kafka_partition_stopped
                         .with_label_values(&[&self.info.function, &topic, &partition.to_string()])
                         .set(1);
-                } else if let Err(e) = self.consumer.resume(&consumer::one(&topic, partition)) {
-                    tracing::warn!(topic, partition, error = %e, "cannot resume partition");
+                } else {
+                    self.metrics
+                        .kafka_partition_stopped
+                        .with_label_values(&[&self.info.function, &topic, &partition.to_string()])
+                        .set(0);
+                    if let Err(e) = self.consumer.resume(&consumer::one(&topic, partition)) {
+                        tracing::warn!(topic, partition, error = %e, "cannot resume partition");
+                    }
                 }
                 self.progress.set(part, state);
             }
@@ -339,14 +348,19 @@ impl KafkaRunner {
         Ok(PartState::Ready(versions))
     }
 
-    /// Invokes, routes and commits one batch.
+    /// Invokes, routes and commits one batch, all with the version of the
+    /// transform checked out at its start (a swap waits for the commits).
     async fn process(&mut self, batch: Vec<KafkaMessage>) {
         #[expect(clippy::cast_precision_loss, reason = "a histogram sample")]
         self.metrics
             .batch_records
             .with_label_values(&[&self.info.function])
             .observe(batch.len() as f64);
-        let outcomes = self.invoke(&batch).await;
+        let checkout = self.source.checkout().await;
+        if self.info.component_digest != checkout.transform.digest() {
+            self.info.component_digest = checkout.transform.digest().to_owned();
+        }
+        let outcomes = self.invoke(checkout.transform.as_ref(), &batch).await;
         let plan = self.route(&batch, outcomes);
         failpoint::hit("batch-before-write");
         let mut ends: BTreeMap<Partition, i64> = BTreeMap::new();
@@ -392,18 +406,25 @@ impl KafkaRunner {
         }
         failpoint::hit("delta-before-offset-commit");
         self.commit_offsets(&ends, &failed);
+        drop(checkout);
+        self.source.processed(batch);
     }
 
     /// Calls the transform; a failed call is retried once, a second
     /// failure dead-letters the batch.
-    async fn invoke(&self, batch: &[KafkaMessage]) -> Result<Vec<Outcome>, String> {
+    async fn invoke(
+        &self,
+        transform: &dyn Transform,
+        batch: &[KafkaMessage],
+    ) -> Result<Vec<Outcome>, String> {
         let mut last = String::new();
         for attempt in 1..=2 {
-            match self.component.handle(batch).await {
+            match transform.handle(batch).await {
                 Ok(outcomes) => return Ok(outcomes),
                 Err(e) => {
                     tracing::warn!(trigger = %self.trigger.id, function = %self.info.function, attempt, messages = batch.len(), error = %e, "batch invocation failed");
-                    last = e.to_string();
+                    self.source.failed(&e);
+                    last = e;
                 }
             }
         }

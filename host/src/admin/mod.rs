@@ -1,20 +1,46 @@
 //! The host's HTTP server: `/metrics` (Prometheus text), `/healthz`
-//! (process alive) and `/readyz` (every trigger started). Bound to loopback
-//! unless configured otherwise.
+//! (process alive), `/readyz` (every trigger started) and the function API
+//! of [`functions`] (list, deploy, roll back). Bound to loopback unless
+//! configured otherwise; deploys need a bearer token.
+
+mod functions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::functions::Functions;
 use crate::metrics::Metrics;
+
+/// Who may change what runs.
+#[derive(Clone, Default)]
+pub struct AdminConfig {
+    /// Bearer token required by deploys and rollbacks; `None` turns them
+    /// off (the function list stays readable).
+    pub token: Option<String>,
+    /// Largest component upload accepted, in bytes (64 MiB by default).
+    pub max_upload_bytes: Option<usize>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .finish()
+    }
+}
+
+/// Uploads above this are refused with 413 unless configured otherwise.
+const DEFAULT_MAX_UPLOAD: usize = 64 << 20;
 
 /// What the handlers read.
 #[derive(Debug, Clone)]
@@ -23,6 +49,10 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// Set once every trigger is running.
     pub ready: Arc<AtomicBool>,
+    /// The running functions.
+    pub functions: Arc<Functions>,
+    /// Deploy permissions.
+    pub config: AdminConfig,
 }
 
 /// Binds `addr` (port 0 picks a free one) and returns the bound address
@@ -34,10 +64,19 @@ pub async fn serve(
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let max_upload = state.config.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD);
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route("/functions", get(functions::list))
+        .route("/functions/{id}", get(functions::show))
+        .route(
+            "/functions/{id}/component",
+            post(functions::deploy).put(functions::deploy),
+        )
+        .route("/functions/{id}/rollback", post(functions::rollback))
+        .layer(DefaultBodyLimit::max(max_upload))
         .with_state(state);
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await });
