@@ -24,7 +24,7 @@ pub(super) struct LineageArgs {
 
 impl LineageArgs {
     pub(super) fn run(self) -> anyhow::Result<()> {
-        let uri = self.resolve();
+        let uri = super::table_uri(&self.manifest, &self.table);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -39,47 +39,33 @@ impl LineageArgs {
             }
             return Ok(());
         }
-        println!(
-            "{:>7}  {:<24}  {:<14}  {:<20}  {:<23}  {:>5}  {:>8}",
-            "version", "time (UTC)", "operation", "function", "digest", "files", "rows"
-        );
-        for c in &commits {
-            let time = c
-                .timestamp_ms
-                .and_then(chrono::DateTime::from_timestamp_millis)
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
-                .unwrap_or_default();
-            let digest = c.digest.as_deref().map_or("-", |d| &d[..d.len().min(23)]);
-            println!(
-                "{:>7}  {:<24}  {:<14}  {:<20}  {:<23}  {:>5}  {:>8}",
-                c.version,
-                time,
-                c.operation.as_deref().unwrap_or("-"),
-                c.function.as_deref().unwrap_or("-"),
-                digest,
-                c.files,
-                c.rows
-            );
-        }
+        print_commits(&commits);
         Ok(())
     }
+}
 
-    /// The table's URI: a name declared in the manifest, else the argument as given.
-    fn resolve(&self) -> String {
-        let Ok(manifest) = self.manifest.load() else {
-            return self.table.clone();
-        };
-        manifest
-            .triggers
-            .iter()
-            .find_map(|t| match t {
-                crate::trigger::Trigger::Kafka(k) => k
-                    .tables
-                    .get(&self.table)
-                    .or((self.table == "dead_letters").then_some(&k.dead_letter))
-                    .map(|target| target.uri.clone()),
-                crate::trigger::Trigger::Cron(_) => None,
-            })
-            .unwrap_or_else(|| self.table.clone())
+/// The commits as an aligned table, digests cut to 23 characters.
+pub(super) fn print_commits(commits: &[lineage::Commit]) {
+    println!(
+        "{:>7}  {:<24}  {:<14}  {:<20}  {:<23}  {:>5}  {:>8}",
+        "version", "time (UTC)", "operation", "function", "digest", "files", "rows"
+    );
+    for c in commits {
+        let time = c
+            .timestamp_ms
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+            .unwrap_or_default();
+        let digest = c.digest.as_deref().map_or("-", |d| &d[..d.len().min(23)]);
+        println!(
+            "{:>7}  {:<24}  {:<14}  {:<20}  {:<23}  {:>5}  {:>8}",
+            c.version,
+            time,
+            c.operation.as_deref().unwrap_or("-"),
+            c.function.as_deref().unwrap_or("-"),
+            digest,
+            c.files,
+            c.rows
+        );
     }
 }

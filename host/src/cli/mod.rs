@@ -7,6 +7,7 @@ mod dev_broker;
 mod dev_feed;
 mod feed;
 mod lineage;
+mod table;
 mod token;
 mod up;
 
@@ -39,6 +40,8 @@ enum Command {
     Rollback(deploy::RollbackArgs),
     /// Show which component version wrote each version of a Delta table.
     Lineage(lineage::LineageArgs),
+    /// Show a Delta table: version, rows, partitions, schema, last commits and rows.
+    Table(table::TableArgs),
     /// Run the embedded Kafka-protocol broker (tansu, sqlite log) and print its address.
     DevBroker(dev_broker::DevBrokerArgs),
     /// Work with GTFS-Realtime feeds: `weir feed decode <file-or-url>`.
@@ -78,9 +81,30 @@ impl Cli {
             Command::Deploy(args) => args.run(),
             Command::Rollback(args) => args.run(),
             Command::Lineage(args) => args.run(),
+            Command::Table(args) => args.run(),
             Command::DevFeed(args) => args.run(),
             Command::Feed(args) => args.run(),
             Command::DevBroker(args) => args.run(),
         }
     }
+}
+
+/// A table's URI: a name declared by the manifest's Kafka triggers (or
+/// `dead_letters`), else `table` as given (a path or URI).
+fn table_uri(manifest: &ManifestArg, table: &str) -> String {
+    let Ok(manifest) = manifest.load() else {
+        return table.to_owned();
+    };
+    manifest
+        .triggers
+        .iter()
+        .find_map(|t| match t {
+            crate::trigger::Trigger::Kafka(k) => k
+                .tables
+                .get(table)
+                .or((table == "dead_letters").then_some(&k.dead_letter))
+                .map(|target| target.uri.clone()),
+            crate::trigger::Trigger::Cron(_) => None,
+        })
+        .unwrap_or_else(|| table.to_owned())
 }

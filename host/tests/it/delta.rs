@@ -244,6 +244,7 @@ async fn rows_and_dead_letters_exactly_once_across_a_restart() {
     ] {
         python_reader_agrees(&data.join(table), partition, offset).await;
     }
+    weir_table_shows(&manifest, total - malformed);
 
     // The same topic name on a broker that lost its log (a fresh cluster):
     // the tables hold offsets beyond its end, so every partition is
@@ -667,4 +668,41 @@ async fn a_table_that_cannot_be_committed_to_is_retried_without_loss_or_duplicat
     assert_exactly_once(&rows, &letters, total - malformed, malformed);
     shutdown.cancel();
     host.wait().await.unwrap();
+}
+
+/// `weir table vehicle_positions` prints the table as the log describes it
+/// and its newest rows as JSON.
+fn weir_table_shows(manifest: &Path, rows: usize) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["table", "vehicle_positions", "-n", "3", "-f"])
+        .arg(manifest)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.starts_with("table       vehicle_positions ("), "{out}");
+    assert!(out.contains(&format!("rows        {rows} in ")), "{out}");
+    assert!(out.contains("partitions  1\n  date="), "{out}");
+    assert!(out.contains(&format!("{rows:>10} rows")), "{out}");
+    assert!(
+        out.contains("  kafka_offset                 long         not null"),
+        "{out}"
+    );
+    assert!(out.contains("last commits\nversion"), "{out}");
+    assert!(out.contains("vehicle-transform"), "{out}");
+    let newest = out.split("newest rows\n").nth(1).unwrap();
+    let rows: Vec<serde_json::Value> = newest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(
+        rows.iter()
+            .all(|r| r["vehicle_id"].is_string() && r["date"].is_string()),
+        "{out}"
+    );
 }

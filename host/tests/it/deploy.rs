@@ -698,6 +698,29 @@ async fn deploy_rollback_and_lineage_from_the_command_line() {
         table.contains(&d2[..23]) && table.contains("mark"),
         "{table}"
     );
+    let shown = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["table", "rows", "-n", "2", "-f"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("rows        150 in "), "{shown}");
+    assert!(!shown.contains("partitions"), "unpartitioned: {shown}");
+    assert!(
+        shown.contains("  mark                         string       not null"),
+        "{shown}"
+    );
+    let newest: Vec<&str> = shown
+        .split("newest rows\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .collect();
+    assert_eq!(newest.len(), 2, "{shown}");
+    assert!(
+        newest.iter().all(|r| r.contains(r#""mark":"v1""#)),
+        "the newest rows are v1's again: {shown}"
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &host.id().to_string()])

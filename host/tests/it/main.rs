@@ -6,6 +6,7 @@
 
 mod broker;
 mod cli;
+mod compose;
 mod crash;
 mod cron;
 mod delta;

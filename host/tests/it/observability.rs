@@ -381,7 +381,7 @@ async fn alerts_reach_slack_and_every_dashboard_query_runs_against_live_promethe
     let mut am_config = shipped.clone();
     for (from, to) in [
         (
-            "/etc/alertmanager/secrets/slack_webhook_url",
+            "/run/secrets/slack_webhook_url",
             secret.display().to_string(),
         ),
         (

@@ -9,6 +9,7 @@ pub mod lineage;
 pub mod read;
 mod rows;
 mod schema;
+pub mod summary;
 mod table;
 
 use std::collections::HashSet;

@@ -1,7 +1,7 @@
 //! Reading a Delta table back: every row of the current version, straight
 //! from its parquet files (no query engine). Used by `weir table` and tests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
@@ -27,6 +27,14 @@ pub async fn open(uri: &str) -> Result<DeltaTable, DeltaError> {
 /// Partition columns are not in the files (Delta keeps them in the log);
 /// they are appended to each batch as text columns, as the log spells them.
 pub async fn scan(table: &DeltaTable) -> Result<Vec<RecordBatch>, DeltaError> {
+    scan_files(table, None).await
+}
+
+/// Like [`scan`], but only the files whose log path is in `only`.
+pub async fn scan_files(
+    table: &DeltaTable,
+    only: Option<&HashSet<String>>,
+) -> Result<Vec<RecordBatch>, DeltaError> {
     let name = table.table_url().to_string();
     let err = |source| DeltaError::Read {
         table: name.clone(),
@@ -37,6 +45,9 @@ pub async fn scan(table: &DeltaTable) -> Result<Vec<RecordBatch>, DeltaError> {
     let partition_columns = state.metadata().partition_columns().to_vec();
     let mut batches = Vec::new();
     for add in state.log_data() {
+        if only.is_some_and(|only| !only.contains(add.path().as_ref())) {
+            continue;
+        }
         let values = add.partition_values_map();
         let path = add.object_store_path();
         let bytes = store
