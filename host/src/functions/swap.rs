@@ -251,11 +251,11 @@ impl Function {
     /// Makes `component` current once no invocation holds the old one;
     /// returns how long invocations were held back.
     async fn switch(&self, component: Arc<LoadedComponent>, origin: Origin) -> Duration {
-        let _gate = self.gate.write().await;
+        let gate = self.gate.write().await;
         let started = Instant::now();
         let metrics = Arc::clone(component.metrics());
         metrics.set_component(&self.id, self.world.name(), &component.digest);
-        {
+        let retired = {
             let mut versions = self.lock();
             let new = Version {
                 component,
@@ -263,9 +263,13 @@ impl Function {
                 origin,
             };
             let old = std::mem::replace(&mut versions.current, new);
-            versions.previous = Some(old);
-        }
+            versions.previous.replace(old)
+        };
         let pause = started.elapsed();
+        drop(gate);
+        // The version two back is dropped only now, outside the gate:
+        // unmapping its compiled code took ~0.3 ms inside it.
+        drop(retired);
         metrics
             .swap_pause
             .with_label_values(&[&self.id])
