@@ -15,7 +15,8 @@
 //! - [`admin`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`, the function API).
 //! - [`devfeed`]: a local server replaying generated GTFS-RT feeds.
 //! - [`failpoint`]: named crash points for the kill -9 tests.
-//! - [`run`]: `weir up`'s run loop; [`cli`]: the subcommands; [`telemetry`]: logging.
+//! - [`run`]: `weir up`'s run loop; [`status`]: its live status table;
+//!   [`cli`]: the subcommands; [`telemetry`]: logging.
 
 pub mod admin;
 mod bindings;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod run;
 pub mod runtime;
 pub mod sink;
+pub mod status;
 pub mod telemetry;
 pub mod trigger;
 

@@ -416,6 +416,44 @@ impl Metrics {
         }
     }
 
+    /// The sum of every counter or gauge series of `name` whose labels
+    /// include all of `labels` (0 if none).
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.series(name, labels).sum()
+    }
+
+    /// The value of the first series of `name` matching `labels`, if any.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.series(name, labels).next()
+    }
+
+    fn series(&self, name: &str, labels: &[(&str, &str)]) -> impl Iterator<Item = f64> {
+        let families = self.registry.gather();
+        let values: Vec<f64> = families
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| {
+                let counter = f.get_field_type() == prometheus::proto::MetricType::COUNTER;
+                f.get_metric().iter().map(move |m| (counter, m))
+            })
+            .filter(|(_, m)| {
+                labels.iter().all(|(k, v)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == *k && l.value() == *v)
+                })
+            })
+            .map(|(counter, m)| {
+                if counter {
+                    m.get_counter().get_value()
+                } else {
+                    m.get_gauge().get_value()
+                }
+            })
+            .collect();
+        values.into_iter()
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = Vec::new();

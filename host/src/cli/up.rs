@@ -1,6 +1,7 @@
 //! `weir up`: runs the application until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -11,8 +12,9 @@ use super::ManifestArg;
 use super::token::TokenArgs;
 use crate::admin::AdminConfig;
 use crate::devfeed::{self, FeedClock};
-use crate::run::{HostConfig, KafkaMode, run};
+use crate::run::{Host, HostConfig, KafkaMode};
 use crate::runtime::RuntimeConfig;
+use crate::status;
 
 /// Arguments of `weir up`.
 #[derive(Debug, clap::Args)]
@@ -43,9 +45,17 @@ pub(super) struct UpArgs {
     /// Turn deploys and rollbacks through the admin API off.
     #[arg(long)]
     no_deploy: bool,
+    /// Stop cleanly after this long (`30s`, `5m`), flushing open batches as
+    /// Ctrl-C does; a later `weir up` continues where this one stopped.
+    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    run_for: Option<std::time::Duration>,
     #[command(flatten)]
     token: TokenArgs,
 }
+
+/// How often the status table is redrawn on a terminal, and logged otherwise.
+const STATUS_ON_TERMINAL: std::time::Duration = std::time::Duration::from_secs(2);
+const STATUS_IN_LOGS: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often `--watch` looks at the component files.
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -93,7 +103,26 @@ impl UpArgs {
                 tracing::info!(%addr, "serving generated sample feeds");
                 tokio::spawn(server);
             }
-            run(config, shutdown).await
+            if let Some(limit) = self.run_for {
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(limit).await;
+                    tracing::info!(after = %humantime::format_duration(limit), "--for: shutting down");
+                    shutdown.cancel();
+                });
+            }
+            let once = config.once;
+            let host = Host::start(config, shutdown.clone()).await?;
+            if !once {
+                tokio::spawn(status::run(
+                    Arc::clone(&host.metrics),
+                    Arc::clone(&host.functions),
+                    STATUS_ON_TERMINAL,
+                    STATUS_IN_LOGS,
+                    shutdown.clone(),
+                ));
+            }
+            host.wait().await
         })
     }
 }

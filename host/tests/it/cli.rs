@@ -182,6 +182,31 @@ fn up_refuses_deploys_on_a_public_address_without_a_token() {
 }
 
 #[test]
+fn up_for_stops_by_itself_and_logs_what_it_did() {
+    let (_dir, path) = manifest(&cron_app("ok"));
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["up", "--for", "3s", "--listen", "127.0.0.1:0", "-f"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{out}");
+    assert!(out.contains("--for: shutting down"), "{out}");
+    // Off a terminal the status is a log line per function, at the end too.
+    let status = out
+        .lines()
+        .find(|l| l.contains(" status ") || l.ends_with(" status"))
+        .unwrap_or_else(|| panic!("no status line: {out}"));
+    assert!(
+        status.contains("function=fetch") && status.contains("failed=0"),
+        "{status}"
+    );
+}
+
+#[test]
 fn up_shuts_down_cleanly_on_sigterm() {
     let (_dir, path) = manifest(&cron_app("ok"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))

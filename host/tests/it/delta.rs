@@ -192,10 +192,8 @@ pub fn assert_exactly_once(
 
 #[tokio::test]
 async fn rows_and_dead_letters_exactly_once_across_a_restart() {
-    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
     let topic = "vehicles-delta";
-    cluster.create_topic(topic, 3, 1).unwrap();
+    let (_cluster, brokers) = crate::support::cluster(topic, 3);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let manifest = dir.path().join("spin.toml");
@@ -390,10 +388,8 @@ async fn wait_poison(
 
 #[tokio::test]
 async fn traps_timeouts_and_bad_rows_are_dead_lettered_and_the_stream_goes_on() {
-    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
     let topic = "poison";
-    cluster.create_topic(topic, 1, 1).unwrap();
+    let (_cluster, brokers) = crate::support::cluster(topic, 1);
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("spin.toml");
     std::fs::write(&manifest, poison_manifest(topic, dir.path())).unwrap();
@@ -620,10 +616,8 @@ source = "{source}"
 
 #[tokio::test]
 async fn a_table_that_cannot_be_committed_to_is_retried_without_loss_or_duplicates() {
-    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
     let topic = "vehicles-broken-log";
-    cluster.create_topic(topic, 2, 1).unwrap();
+    let (_cluster, brokers) = crate::support::cluster(topic, 2);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let manifest = dir.path().join("spin.toml");

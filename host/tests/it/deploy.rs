@@ -12,8 +12,7 @@ use std::time::Duration;
 use deltalake::arrow::array::{Array, StringArray};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::ClientConfig;
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 use weir::admin::AdminConfig;
 use weir::run::KafkaMode;
@@ -211,10 +210,8 @@ async fn commits_and_marks(table: &Path) -> Vec<(String, Vec<String>)> {
 
 #[tokio::test]
 async fn twenty_swaps_under_a_steady_stream_land_every_offset_once() {
-    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
     let topic = "swap-twenty";
-    cluster.create_topic(topic, 3, 1).unwrap();
+    let (_cluster, brokers) = crate::support::cluster(topic, 3);
     let dir = tempfile::tempdir().unwrap();
     let (v1, v2) = (
         std::fs::read(guest("mark_a")).unwrap(),
@@ -286,10 +283,8 @@ async fn twenty_swaps_under_a_steady_stream_land_every_offset_once() {
 
 #[tokio::test]
 async fn bad_uploads_and_bad_tokens_are_refused_and_the_stream_goes_on() {
-    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
     let topic = "swap-refused";
-    cluster.create_topic(topic, 2, 1).unwrap();
+    let (_cluster, brokers) = crate::support::cluster(topic, 2);
     let dir = tempfile::tempdir().unwrap();
     let manifest = manifest(dir.path(), topic, &guest("mark_a"));
     let (host, shutdown) = start(&manifest, &brokers, with_token(), None).await;
@@ -386,10 +381,8 @@ async fn bad_uploads_and_bad_tokens_are_refused_and_the_stream_goes_on() {
 
 #[tokio::test]
 async fn rollback_restores_the_previous_version_and_deploys_can_be_disabled() {
-    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
     let topic = "swap-rollback";
-    cluster.create_topic(topic, 1, 1).unwrap();
+    let (_cluster, brokers) = crate::support::cluster(topic, 1);
     let dir = tempfile::tempdir().unwrap();
     let manifest = manifest(dir.path(), topic, &guest("mark_a"));
     let (host, shutdown) = start(&manifest, &brokers, with_token(), None).await;
@@ -462,10 +455,8 @@ async fn rollback_restores_the_previous_version_and_deploys_can_be_disabled() {
 
 #[tokio::test]
 async fn watch_deploys_a_rebuilt_component_within_seconds() {
-    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
     let topic = "swap-watch";
-    cluster.create_topic(topic, 2, 1).unwrap();
+    let (_cluster, brokers) = crate::support::cluster(topic, 2);
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("mark.wasm");
     std::fs::copy(guest("mark_a"), &source).unwrap();
@@ -553,10 +544,8 @@ async fn deploy_rollback_and_lineage_from_the_command_line() {
     use std::io::{BufRead as _, BufReader};
     use std::process::{Command, Stdio};
 
-    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
     let topic = "swap-cli";
-    cluster.create_topic(topic, 1, 1).unwrap();
+    let (_cluster, brokers) = crate::support::cluster(topic, 1);
     let dir = tempfile::tempdir().unwrap();
     let manifest = manifest(dir.path(), topic, &guest("mark_a"));
     let mut host = Command::new(env!("CARGO_BIN_EXE_weir"))

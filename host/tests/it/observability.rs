@@ -19,8 +19,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use tokio_util::sync::CancellationToken;
 use weir::admin::AdminConfig;
 use weir::functions::{Origin, SwapOptions};
@@ -353,9 +351,7 @@ async fn alerts_reach_slack_and_every_dashboard_query_runs_against_live_promethe
     let feed = feed_server(Arc::clone(&mode)).await;
     let (hook, slack_messages) = slack().await;
 
-    let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic("obs_vehicles", 2, 1).unwrap();
+    let (_cluster, brokers) = crate::support::cluster("obs_vehicles", 2);
     let shutdown = CancellationToken::new();
     let host = Host::start(
         HostConfig {

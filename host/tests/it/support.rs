@@ -71,3 +71,18 @@ pub fn load(
     rt.load_file(id, &guest(name), world, settings(limits, environment))
         .unwrap()
 }
+
+/// librdkafka's in-process mock cluster holding `topic` with `partitions`
+/// partitions, and its bootstrap servers.
+pub fn cluster(
+    topic: &str,
+    partitions: i32,
+) -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+) {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(topic, partitions, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    (cluster, brokers)
+}

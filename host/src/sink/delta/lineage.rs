@@ -5,7 +5,6 @@
 
 use deltalake::DeltaTable;
 use futures::TryStreamExt as _;
-use object_store::ObjectStoreExt as _;
 use object_store::path::Path;
 
 use super::DeltaError;
@@ -64,13 +63,9 @@ pub async fn commits(table: &DeltaTable, limit: Option<usize>) -> Result<Vec<Com
     let skip = limit.map_or(0, |n| files.len().saturating_sub(n));
     let mut commits = Vec::with_capacity(files.len() - skip);
     for (version, path) in files.into_iter().skip(skip) {
-        let bytes = store
-            .get(&path)
+        let bytes = super::read::fetch(store.as_ref(), &path)
             .await
-            .map_err(|e| err(e.into()))?
-            .bytes()
-            .await
-            .map_err(|e| err(e.into()))?;
+            .map_err(err)?;
         commits.push(parse(version, &bytes).map_err(|e| err(e.into()))?);
     }
     Ok(commits)

@@ -49,14 +49,9 @@ pub async fn scan_files(
             continue;
         }
         let values = add.partition_values_map();
-        let path = add.object_store_path();
-        let bytes = store
-            .get(&path)
+        let bytes = fetch(store.as_ref(), &add.object_store_path())
             .await
-            .map_err(|e| err(e.into()))?
-            .bytes()
-            .await
-            .map_err(|e| err(e.into()))?;
+            .map_err(err)?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .and_then(|b| b.build())
             .map_err(|e| err(e.into()))?;
@@ -94,4 +89,12 @@ fn with_partition_values(
         arrays.push(Arc::new(StringArray::from(vec![value; rows])));
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+}
+
+/// The whole object at `path` of the table's store.
+pub(super) async fn fetch(
+    store: &dyn object_store::ObjectStore,
+    path: &object_store::path::Path,
+) -> Result<bytes::Bytes, deltalake::DeltaTableError> {
+    Ok(store.get(path).await?.bytes().await?)
 }
