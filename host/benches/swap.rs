@@ -170,7 +170,6 @@ async fn run(swaps: usize) {
     let (mut pauses, mut calls) = (Vec::new(), Vec::new());
     let started = Instant::now();
     for i in 0..swaps {
-        let before = rows();
         let call = Instant::now();
         let response = client
             .put(&url)
@@ -185,7 +184,8 @@ async fn run(swaps: usize) {
         assert_eq!(swap["result"], "swapped");
         calls.push(call.elapsed().as_secs_f64() * 1000.0);
         pauses.push(swap["pause_ms"].as_f64().unwrap());
-        until_rows_after(before).await;
+        // One commit by the new version before the next deploy.
+        until_rows_after(rows()).await;
     }
     let swapping = started.elapsed();
     stop.store(true, Ordering::Relaxed);

@@ -230,8 +230,10 @@ async fn twenty_swaps_under_a_steady_stream_land_every_offset_once() {
         } else {
             (v1.clone(), &d2, &d1)
         };
-        let before = rows_written(&host);
         let (status, swap) = upload(&host, "mark", bytes, Some(TOKEN)).await;
+        // Sampled after the switch: the batch in flight during the deploy
+        // committed (with the old version) before it returned.
+        let before = rows_written(&host);
         assert_eq!(status, 200, "swap {i}: {swap}");
         assert_eq!(swap["result"], "swapped", "swap {i}: {swap}");
         assert_eq!(swap["old"], old.as_str());
