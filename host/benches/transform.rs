@@ -104,6 +104,42 @@ fn vehicle_messages(count: usize) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// The transform alone (no Kafka, no Delta): median time of one batch of
+/// `count` messages over `rounds` calls, after one warm-up call.
+async fn transform_alone(
+    transform: &dyn Transform,
+    messages: &[(String, Vec<u8>)],
+    rounds: usize,
+) -> anyhow::Result<Duration> {
+    let batch: Vec<KafkaMessage> = messages
+        .iter()
+        .zip(0..)
+        .map(|((key, value), offset)| KafkaMessage {
+            topic: "bench".to_owned(),
+            partition: 0,
+            offset,
+            timestamp_ms: None,
+            key: Some(key.clone().into_bytes()),
+            value: Some(value.clone()),
+            headers: Vec::new(),
+        })
+        .collect();
+    let mut times = Vec::with_capacity(rounds);
+    for round in 0..=rounds {
+        let started = Instant::now();
+        let outcomes = transform
+            .handle(&batch)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if round > 0 {
+            times.push(started.elapsed());
+        }
+        anyhow::ensure!(outcomes.len() == batch.len(), "one outcome per message");
+    }
+    times.sort();
+    Ok(percentile(&times, 0.5))
+}
+
 fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -407,6 +443,15 @@ fn main() -> anyhow::Result<()> {
             },
         )?);
         let native: Arc<dyn Transform> = Arc::new(Native);
+        let alone_messages = vehicle_messages(10_000);
+        let alone_rounds = if full { 20 } else { 2 };
+        let mut alone = BTreeMap::new();
+        for (name, transform) in [("wasm", &wasm), ("native", &native)] {
+            alone.insert(
+                name,
+                transform_alone(transform.as_ref(), &alone_messages, alone_rounds).await?,
+            );
+        }
         let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let rounds = if full { 3 } else { 1 };
         for _ in 0..rounds {
@@ -428,11 +473,11 @@ fn main() -> anyhow::Result<()> {
             let brokers = brokers.clone();
             tokio::task::spawn_blocking(move || python(&brokers, total as u64)).await?
         };
-        anyhow::Ok((rates, latencies, python))
+        anyhow::Ok((rates, latencies, python, alone))
     });
     drop(broker.stdin.take());
     let _ = broker.wait();
-    let (rates, latencies, python) = result?;
+    let (rates, latencies, python, alone) = result?;
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
@@ -466,6 +511,12 @@ fn main() -> anyhow::Result<()> {
         Ok(None) => println!("| Python consumer | 1 | run too small to measure | — | — | — |"),
         Err(why) => println!("| Python consumer | — | {why} | — | — | — |"),
     }
+    println!(
+        "\ntransform alone, one batch of 10,000 messages (median): native {:.1} ms, Wasm {:.1} ms ({:.2}×)",
+        alone["native"].as_secs_f64() * 1e3,
+        alone["wasm"].as_secs_f64() * 1e3,
+        alone["wasm"].as_secs_f64() / alone["native"].as_secs_f64(),
+    );
     println!(
         "\nhost pinned to one core: {}",
         if pin {

@@ -416,6 +416,27 @@ impl Metrics {
         }
     }
 
+    /// Every series now, gathered once, to read several values from.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(self.registry.gather())
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// The host's series at one moment (see [`Metrics::snapshot`]).
+#[derive(Debug)]
+pub struct Snapshot(Vec<prometheus::proto::MetricFamily>);
+
+impl Snapshot {
     /// The sum of every counter or gauge series of `name` whose labels
     /// include all of `labels` (0 if none).
     pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -427,16 +448,19 @@ impl Metrics {
         self.series(name, labels).next()
     }
 
-    fn series(&self, name: &str, labels: &[(&str, &str)]) -> impl Iterator<Item = f64> {
-        let families = self.registry.gather();
-        let values: Vec<f64> = families
+    fn series<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = f64> + 'a {
+        self.0
             .iter()
-            .filter(|f| f.name() == name)
+            .filter(move |f| f.name() == name)
             .flat_map(|f| {
                 let counter = f.get_field_type() == prometheus::proto::MetricType::COUNTER;
                 f.get_metric().iter().map(move |m| (counter, m))
             })
-            .filter(|(_, m)| {
+            .filter(move |(_, m)| {
                 labels.iter().all(|(k, v)| {
                     m.get_label()
                         .iter()
@@ -450,18 +474,6 @@ impl Metrics {
                     m.get_gauge().get_value()
                 }
             })
-            .collect();
-        values.into_iter()
-    }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
-        let mut out = Vec::new();
-        let families = self.registry.gather();
-        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
-            tracing::error!(error = %e, "encoding metrics failed");
-        }
-        String::from_utf8_lossy(&out).into_owned()
     }
 }
 

@@ -41,6 +41,7 @@ pub fn lines<'a>(
         reason = "seconds since 1970 fit an f64 exactly"
     )]
     let now = chrono::Utc::now().timestamp() as f64;
+    let metrics = metrics.snapshot();
     functions
         .map(|(id, triggers)| {
             let feed_age = triggers
@@ -50,17 +51,14 @@ pub fn lines<'a>(
                 })
                 .map(|ts| now - ts)
                 .reduce(f64::max);
+            let ok = metrics.sum(
+                "weir_invocations_total",
+                &[("function", id), ("outcome", "ok")],
+            );
             Line {
                 function: id.to_owned(),
-                ok: metrics.sum(
-                    "weir_invocations_total",
-                    &[("function", id), ("outcome", "ok")],
-                ),
-                failed: metrics.sum("weir_invocations_total", &[("function", id)])
-                    - metrics.sum(
-                        "weir_invocations_total",
-                        &[("function", id), ("outcome", "ok")],
-                    ),
+                ok,
+                failed: metrics.sum("weir_invocations_total", &[("function", id)]) - ok,
                 rows: metrics.sum("weir_delta_rows_written_total", &[("function", id)]),
                 dead_letters: metrics.sum("weir_dead_letters_total", &[("function", id)]),
                 lag: metrics.sum("weir_kafka_consumer_lag", &[("function", id)]),

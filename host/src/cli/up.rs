@@ -12,9 +12,11 @@ use super::ManifestArg;
 use super::token::TokenArgs;
 use crate::admin::AdminConfig;
 use crate::devfeed::{self, FeedClock};
+use crate::manifest::Manifest;
 use crate::run::{Host, HostConfig, KafkaMode};
 use crate::runtime::RuntimeConfig;
 use crate::status;
+use crate::trigger::Trigger;
 
 /// Arguments of `weir up`.
 #[derive(Debug, clap::Args)]
@@ -27,10 +29,11 @@ pub(super) struct UpArgs {
     /// Run every cron trigger once, now, then exit (non-zero if any failed).
     #[arg(long)]
     once: bool,
-    /// Also serve generated sample feeds at this address (as `weir dev-feed`
-    /// does), for a pipeline that runs with nothing else installed.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8717")]
-    dev_feed: Option<SocketAddr>,
+    /// Also serve generated sample feeds (as `weir dev-feed` does), for a
+    /// pipeline that runs with nothing else installed. Without an address,
+    /// where the manifest's feed URLs point (127.0.0.1:8717 in the shipped one).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1)]
+    dev_feed: Option<Option<SocketAddr>>,
     /// Kafka bootstrap servers (default: `[application.trigger.kafka] brokers`,
     /// else an embedded broker keeping its log under the data dir).
     #[arg(long, env = "WEIR_KAFKA_BROKERS")]
@@ -47,8 +50,13 @@ pub(super) struct UpArgs {
     no_deploy: bool,
     /// Stop cleanly after this long (`30s`, `5m`), flushing open batches as
     /// Ctrl-C does; a later `weir up` continues where this one stopped.
-    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long = "for", env = "WEIR_RUN_FOR", value_name = "DURATION", value_parser = humantime::parse_duration)]
     run_for: Option<std::time::Duration>,
+    /// Do not build components first (by default `weir up` runs the build
+    /// of each component whose file is missing or older than a file its
+    /// `watch` patterns match, as `spin up --build` would).
+    #[arg(long)]
+    no_build: bool,
     #[command(flatten)]
     token: TokenArgs,
 }
@@ -63,6 +71,9 @@ const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 impl UpArgs {
     pub(super) fn run(self) -> anyhow::Result<()> {
         let manifest = self.manifest.load()?;
+        if !self.no_build {
+            super::build::build_outdated(&manifest)?;
+        }
         let data_dir = manifest.dir.join(&self.data_dir);
         let token = if self.no_deploy {
             None
@@ -77,6 +88,9 @@ impl UpArgs {
                 .and_then(|k| k.brokers.clone())
         });
         let kafka = brokers.map_or(KafkaMode::Embedded, KafkaMode::Brokers);
+        let dev_feed = self
+            .dev_feed
+            .map(|addr| addr.unwrap_or_else(|| dev_feed_addr(&manifest)));
         let config = HostConfig {
             manifest,
             data_dir: Some(data_dir),
@@ -94,7 +108,7 @@ impl UpArgs {
         runtime.block_on(async {
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
-            if let Some(addr) = self.dev_feed {
+            if let Some(addr) = dev_feed {
                 let clock = FeedClock::Wall(std::time::Duration::from_secs(10));
                 let (addr, server) =
                     devfeed::serve(addr, Sample::new(500, 1), clock, shutdown.clone())
@@ -127,6 +141,37 @@ impl UpArgs {
     }
 }
 
+/// Where `--dev-feed` serves when given no address: the loopback address of
+/// the first feed URL in the manifest that names a sample feed path, so
+/// moving the port in `spin.toml` moves the server too.
+fn dev_feed_addr(manifest: &Manifest) -> SocketAddr {
+    let cron_values = manifest.triggers.iter().flat_map(|t| match t {
+        Trigger::Cron(cron) => cron.variables.values().collect::<Vec<_>>(),
+        Trigger::Kafka(_) => Vec::new(),
+    });
+    let component_values = manifest
+        .components
+        .values()
+        .flat_map(|c| c.variables.values());
+    cron_values
+        .chain(component_values)
+        .find_map(|value| {
+            let url = url::Url::parse(value).ok()?;
+            let name = url.path().trim_start_matches('/');
+            if url.scheme() != "http" || !devfeed::PATHS.contains(&name) {
+                return None;
+            }
+            let ip: std::net::IpAddr = match url.host()? {
+                url::Host::Ipv4(ip) => ip.into(),
+                url::Host::Ipv6(ip) => ip.into(),
+                url::Host::Domain(_) => return None,
+            };
+            ip.is_loopback()
+                .then(|| SocketAddr::new(ip, url.port_or_known_default().unwrap_or(80)))
+        })
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8717)))
+}
+
 /// Cancels `shutdown` on the first SIGINT (Ctrl-C) or SIGTERM.
 pub(super) async fn cancel_on_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
@@ -147,4 +192,42 @@ pub(super) async fn cancel_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutting down");
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::dev_feed_addr;
+    use crate::manifest::Manifest;
+
+    fn addr_for(env: &[(&str, &str)]) -> String {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml");
+        let text = std::fs::read_to_string(&shipped).unwrap();
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        let manifest = Manifest::parse(&shipped, &text, env).unwrap();
+        dev_feed_addr(&manifest).to_string()
+    }
+
+    #[test]
+    fn dev_feed_serves_where_the_manifest_points() {
+        assert_eq!(addr_for(&[]), "127.0.0.1:8717");
+        let moved = [(
+            "SPIN_VARIABLE_VEHICLE_FEED_URL",
+            "http://127.0.0.1:9123/vehicle_positions.pb",
+        )];
+        assert_eq!(addr_for(&moved), "127.0.0.1:9123");
+        // A real feed for vehicles: the next sample URL still names the port.
+        let real = [
+            (
+                "SPIN_VARIABLE_VEHICLE_FEED_URL",
+                "https://api-public.odpt.org/api/v4/gtfs/realtime/toei_odpt_train_vehicle",
+            ),
+            (
+                "SPIN_VARIABLE_TRIP_UPDATE_FEED_URL",
+                "http://[::1]:8800/trip_updates.pb",
+            ),
+        ];
+        assert_eq!(addr_for(&real), "[::1]:8800");
+    }
 }

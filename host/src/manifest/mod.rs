@@ -81,7 +81,8 @@ pub struct BuildConfig {
     pub commands: Vec<String>,
     /// Directory to run them in (the manifest's directory by default).
     pub workdir: PathBuf,
-    /// Glob patterns of files the build reads (used by `weir up --watch`).
+    /// Glob patterns of files the build reads, relative to `workdir`: `weir up`
+    /// rebuilds when one is newer than the source.
     pub watch: Vec<String>,
 }
 

@@ -111,20 +111,19 @@ pub struct LoadedComponent {
     pub digest: String,
     /// The world it was checked against.
     pub world: World,
-    /// Deadline and memory cap of every invocation.
-    pub limits: Limits,
-    /// What it was loaded with: a new version of the function is loaded
-    /// with the same settings, so limits carry over a swap.
+    /// What it was loaded with (limits, environment, variables, outbound
+    /// HTTP): a new version of the function is loaded with the same
+    /// settings, so they carry over a swap.
     pub settings: ComponentSettings,
     /// Whether invocations count in the function's metrics; off while a
     /// candidate version is smoke-tested, so a refused upload's traps do
     /// not page anyone.
     metered: AtomicBool,
     function: Arc<str>,
-    environment: Vec<(String, String)>,
+    /// `settings.variables`, shared with every invocation.
     variables: Variables,
+    /// `settings.allowed_outbound_hosts`, parsed.
     allowed: Arc<[AllowedHost]>,
-    http: HttpLimits,
     pre: Pre,
     runtime: Arc<Runtime>,
 }
@@ -201,16 +200,13 @@ impl Runtime {
             id: function,
             digest: digest(bytes),
             world,
-            limits: settings.limits,
             metered: AtomicBool::new(true),
-            environment: settings.environment.clone(),
             variables: Arc::new(settings.variables.clone()),
             allowed: settings
                 .allowed_outbound_hosts
                 .iter()
                 .filter_map(|h| AllowedHost::parse(h))
                 .collect(),
-            http: settings.http,
             settings,
             pre,
             runtime: Arc::clone(self),
@@ -375,16 +371,20 @@ impl LoadedComponent {
         OutboundHttp::new(
             Arc::clone(&self.function),
             Arc::clone(&self.allowed),
-            self.http,
+            self.settings.http,
             Arc::clone(&self.runtime.metrics),
         )
     }
 
     fn store(&self, caps: Capabilities) -> Store<State> {
-        let state = State::new(&self.environment, self.limits.max_memory, caps);
+        let state = State::new(
+            &self.settings.environment,
+            self.settings.limits.max_memory,
+            caps,
+        );
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.runtime.deadline_ticks(self.limits.timeout));
+        store.set_epoch_deadline(self.runtime.deadline_ticks(self.settings.limits.timeout));
         store.epoch_deadline_trap();
         store
     }
@@ -393,14 +393,14 @@ impl LoadedComponent {
     /// stops guest code, not a guest parked in an async host call.
     async fn deadline<T>(&self, call: impl Future<Output = T>) -> Result<T, InvokeError> {
         let grace = self.runtime.config.epoch_tick * 2;
-        tokio::time::timeout(self.limits.timeout + grace, call)
+        tokio::time::timeout(self.settings.limits.timeout + grace, call)
             .await
             .map_err(|_| InvokeError::Trap {
                 function: self.id.clone(),
                 kind: TrapKind::Timeout,
                 message: format!(
                     "deadline of {:?} passed while waiting on the host",
-                    self.limits.timeout
+                    self.settings.limits.timeout
                 ),
             })
     }
@@ -415,11 +415,14 @@ impl LoadedComponent {
         };
         let mut message = format!("{error:#}");
         if kind == TrapKind::Timeout {
-            message = format!("deadline of {:?} passed: {message}", self.limits.timeout);
+            message = format!(
+                "deadline of {:?} passed: {message}",
+                self.settings.limits.timeout
+            );
         } else if kind == TrapKind::Memory {
             message = format!(
                 "memory cap of {} bytes reached: {message}",
-                self.limits.max_memory
+                self.settings.limits.max_memory
             );
         }
         InvokeError::Trap {

@@ -119,11 +119,15 @@ impl KafkaSink {
     /// Creates `topics` if they do not exist (brokers such as tansu do not
     /// auto-create them).
     pub async fn ensure_topics(&self, topics: &[String]) -> Result<(), KafkaSinkError> {
-        let missing: Vec<String> = topics
+        // Each name once: a CreateTopics request naming a topic twice is
+        // refused as a whole by brokers (tansu: "bad message").
+        let mut missing: Vec<String> = topics
             .iter()
             .filter(|t| !self.topic_exists(t))
             .cloned()
             .collect();
+        missing.sort_unstable();
+        missing.dedup();
         if missing.is_empty() {
             return Ok(());
         }

@@ -68,7 +68,10 @@ async fn messages_survive_kill_9_of_the_broker() {
         .collect();
     let (mut first, brokers) = dev_broker(dir.path());
     let sink = KafkaSink::new(KafkaSinkConfig::new(&brokers), Arc::new(Metrics::new())).unwrap();
-    sink.ensure_topics(&["durable".to_owned()]).await.unwrap();
+    // Named twice (a topic one trigger writes and another reads): created once.
+    sink.ensure_topics(&["durable".to_owned(), "durable".to_owned()])
+        .await
+        .unwrap();
     sink.publish("test", messages).await.unwrap();
     let mut values = read_all(&brokers, "first", 100).await;
     values.sort();

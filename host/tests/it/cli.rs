@@ -480,3 +480,84 @@ async fn dev_feed_serves_three_moving_feeds() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn up_builds_a_missing_component_first_and_not_again_when_it_is_current() {
+    let app = r#"
+spin_manifest_version = 2
+[application]
+name = "cli-test"
+[[trigger.cron]]
+id = "poll"
+component = "fetch"
+cron_expression = "*/5 * * * * *"
+[component.fetch]
+source = "out/fetch.wasm"
+[component.fetch.build]
+command = "mkdir -p out && cp '{guest:ok}' out/fetch.wasm && echo built >> builds.log"
+watch = ["src/*.txt"]
+"#;
+    let (dir, path) = manifest(app);
+    let builds = || std::fs::read_to_string(dir.path().join("builds.log")).unwrap_or_default();
+
+    let output = weir(&["up", "--once", "--listen", "127.0.0.1:0"], &path);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("fetch: `"), "{out}");
+    assert!(
+        out.contains("out/fetch.wasm` is missing; building it"),
+        "{out}"
+    );
+    assert_eq!(builds(), "built\n");
+
+    // Up to date: no build.
+    let output = weir(&["up", "--once", "--listen", "127.0.0.1:0"], &path);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(builds(), "built\n");
+
+    // A watched file newer than the component: built again.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/input.txt"), "changed").unwrap();
+    let output = weir(&["up", "--once", "--listen", "127.0.0.1:0"], &path);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.contains("src/input.txt` changed since the last build"),
+        "{out}"
+    );
+    assert_eq!(builds(), "built\nbuilt\n");
+
+    // `--no-build` runs what is there.
+    std::fs::write(dir.path().join("src/input.txt"), "changed again").unwrap();
+    let output = weir(
+        &["up", "--once", "--no-build", "--listen", "127.0.0.1:0"],
+        &path,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(builds(), "built\nbuilt\n");
+}
+
+#[test]
+fn up_names_a_failed_build_and_does_not_start() {
+    let app = r#"
+spin_manifest_version = 2
+[application]
+name = "cli-test"
+[[trigger.cron]]
+id = "poll"
+component = "fetch"
+cron_expression = "*/5 * * * * *"
+[component.fetch]
+source = "out/fetch.wasm"
+[component.fetch.build]
+command = "echo 'error[E0425]: cannot find value' >&2; exit 101"
+"#;
+    let (_dir, path) = manifest(app);
+    let output = weir(&["up", "--once", "--listen", "127.0.0.1:0"], &path);
+    let out = text(&output);
+    assert!(!output.status.success(), "{out}");
+    assert!(out.contains("error[E0425]"), "{out}");
+    assert!(out.contains("build of `fetch` failed"), "{out}");
+    assert!(!out.contains("serving /metrics"), "{out}");
+}

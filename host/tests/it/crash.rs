@@ -16,7 +16,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
 use crate::delta::{messages, offsets, produce};
-use crate::support::sample;
+use crate::support::{free_port, sample};
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
@@ -67,14 +67,6 @@ async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     for r in results {
         r.unwrap();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `weir up` on the manifest, with crash point `failpoint` armed.

@@ -11,6 +11,7 @@ mod crash;
 mod cron;
 mod delta;
 mod deploy;
+mod docs;
 mod fetch;
 mod fetch_bad_input;
 mod manifest;

@@ -7,7 +7,7 @@
 //! Prometheus.
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -25,7 +25,7 @@ use weir::functions::{Origin, SwapOptions};
 use weir::run::KafkaMode;
 use weir::{Host, HostConfig, Manifest, RuntimeConfig};
 
-use crate::support::function;
+use crate::support::{free_port, function};
 
 fn observability() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../observability")
@@ -61,16 +61,6 @@ fn shipped_configs_pass_promtool_and_amtool() {
     let (ok, out) = tool("amtool", &["check-config", "alertmanager.yml"]);
     assert!(ok, "{out}");
     assert!(out.contains("2 receivers"), "{out}");
-}
-
-/// A port nobody listens on right now (for binaries that cannot be told
-/// to pick one and report it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// What the test feed server serves.

@@ -86,3 +86,12 @@ pub fn cluster(
     let brokers = cluster.bootstrap_servers();
     (cluster, brokers)
 }
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
