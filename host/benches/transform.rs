@@ -452,6 +452,11 @@ fn main() -> anyhow::Result<()> {
                 transform_alone(transform.as_ref(), &alone_messages, alone_rounds).await?,
             );
         }
+        if std::env::var_os("WEIR_BENCH_ONLY_ALONE").is_some() {
+            // For profiling the transform itself (`WEIR_PERF_MAP=1 perf record`).
+            eprintln!("transform alone: {alone:?}");
+            std::process::exit(0);
+        }
         let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let rounds = if full { 3 } else { 1 };
         for _ in 0..rounds {

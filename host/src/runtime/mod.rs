@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+};
 
 pub use component::{
     ComponentSettings, CronInvocation, CronResult, LoadedComponent, World, digest,
@@ -83,6 +85,10 @@ impl Runtime {
             .wasm_component_model(true)
             .wasm_component_model_async(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if std::env::var_os("WEIR_PERF_MAP").is_some_and(|v| v == "1") {
+            // Names compiled guest functions for `perf` (/tmp/perf-<pid>.map).
+            wasm.profiler(ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (ticking, tick) = (engine.clone(), config.epoch_tick);
