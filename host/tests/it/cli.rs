@@ -481,23 +481,20 @@ async fn dev_feed_serves_three_moving_feeds() {
     child.wait().unwrap();
 }
 
+/// The cron app with its component built into `out/fetch.wasm` by `build`
+/// (the keys of `[component.fetch.build]`).
+fn built_app(build: &str) -> String {
+    let app = cron_app("x").replace(r#"source = "{guest:x}""#, r#"source = "out/fetch.wasm""#);
+    format!("{app}[component.fetch.build]\n{build}\n")
+}
+
 #[test]
 fn up_builds_a_missing_component_first_and_not_again_when_it_is_current() {
-    let app = r#"
-spin_manifest_version = 2
-[application]
-name = "cli-test"
-[[trigger.cron]]
-id = "poll"
-component = "fetch"
-cron_expression = "*/5 * * * * *"
-[component.fetch]
-source = "out/fetch.wasm"
-[component.fetch.build]
-command = "mkdir -p out && cp '{guest:ok}' out/fetch.wasm && echo built >> builds.log"
-watch = ["src/*.txt"]
-"#;
-    let (dir, path) = manifest(app);
+    let app = built_app(
+        r#"command = "mkdir -p out && cp '{guest:ok}' out/fetch.wasm && echo built >> builds.log"
+watch = ["src/*.txt"]"#,
+    );
+    let (dir, path) = manifest(&app);
     let builds = || std::fs::read_to_string(dir.path().join("builds.log")).unwrap_or_default();
 
     let output = weir(&["up", "--once", "--listen", "127.0.0.1:0"], &path);
@@ -540,20 +537,8 @@ watch = ["src/*.txt"]
 
 #[test]
 fn up_names_a_failed_build_and_does_not_start() {
-    let app = r#"
-spin_manifest_version = 2
-[application]
-name = "cli-test"
-[[trigger.cron]]
-id = "poll"
-component = "fetch"
-cron_expression = "*/5 * * * * *"
-[component.fetch]
-source = "out/fetch.wasm"
-[component.fetch.build]
-command = "echo 'error[E0425]: cannot find value' >&2; exit 101"
-"#;
-    let (_dir, path) = manifest(app);
+    let app = built_app(r#"command = "echo 'error[E0425]: cannot find value' >&2; exit 101""#);
+    let (_dir, path) = manifest(&app);
     let output = weir(&["up", "--once", "--listen", "127.0.0.1:0"], &path);
     let out = text(&output);
     assert!(!output.status.success(), "{out}");

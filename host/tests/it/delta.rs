@@ -92,7 +92,8 @@ pub async fn produce(brokers: &str, topic: &str, messages: &[(String, Option<Vec
     }
 }
 
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
+/// Column `name` of `batch` as array type `T`.
+pub fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
     batch
         .column_by_name(name)
         .unwrap_or_else(|| panic!("no column `{name}`"))

@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use deltalake::arrow::array::{Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use deltalake::arrow::array::{Int32Array, Int64Array, StringArray};
 use deltalake::arrow::row::{RowConverter, SortField};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use weir::sink::delta::read;
 
+use crate::delta::column;
 use crate::support::{free_port, function, sample};
 
 /// A `sh doctest=<name>` block.
@@ -249,15 +250,6 @@ async fn read_all(mut from: impl tokio::io::AsyncRead + Unpin) -> String {
         .await
         .unwrap();
     text
-}
-
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
-    batch
-        .column_by_name(name)
-        .unwrap_or_else(|| panic!("no column `{name}`"))
-        .as_any()
-        .downcast_ref::<T>()
-        .unwrap_or_else(|| panic!("column `{name}` has another type"))
 }
 
 /// What a table holds: rows per (partition, offset), and how many rows
