@@ -54,8 +54,38 @@ pub struct KafkaRunner {
     progress: Progress,
     info: CommitInfo,
     metrics: Arc<Metrics>,
-    /// Moving average of how long processing a batch took.
-    flush_estimate: Duration,
+    /// How long processing a batch takes.
+    flush_time: FlushTime,
+}
+
+/// How long processing (invoke + commits) a batch takes: moving averages
+/// of the time and of its deviation, as TCP estimates round trips. A batch
+/// reserves the mean plus twice the deviation, so one slower than average
+/// still lands inside the latency budget.
+#[derive(Debug, Default, Clone, Copy)]
+struct FlushTime {
+    mean: Duration,
+    deviation: Duration,
+}
+
+impl FlushTime {
+    /// Takes in one batch's time; weight 1/4 for the mean and the
+    /// deviation: follows a change in a few batches without jumping on one.
+    fn observe(&mut self, took: Duration) {
+        if self.mean.is_zero() {
+            self.mean = took;
+            self.deviation = took / 2;
+            return;
+        }
+        let off = self.mean.abs_diff(took);
+        self.deviation = (self.deviation * 3 + off) / 4;
+        self.mean = (self.mean * 3 + took) / 4;
+    }
+
+    /// The time to keep for processing.
+    fn reserve(self) -> Duration {
+        self.mean + self.deviation * 2
+    }
 }
 
 impl std::fmt::Debug for KafkaRunner {
@@ -126,7 +156,7 @@ impl KafkaRunner {
             progress: Progress::default(),
             info,
             metrics,
-            flush_estimate: Duration::ZERO,
+            flush_time: FlushTime::default(),
         })
     }
 
@@ -139,9 +169,7 @@ impl KafkaRunner {
             if !batch.is_empty() {
                 let started = Instant::now();
                 self.process(batch).await;
-                // Weight 1/4 for the newest batch: follows a change in a few
-                // batches without jumping on one slow commit.
-                self.flush_estimate = (self.flush_estimate * 3 + started.elapsed()) / 4;
+                self.flush_time.observe(started.elapsed());
             }
             if shutdown.is_cancelled() {
                 break;
@@ -207,7 +235,7 @@ impl KafkaRunner {
     /// When the batch opened now must close: `max_wait` is the budget from
     /// a message entering Kafka (its timestamp, if plausible) to its rows
     /// being visible, so the time it already spent in Kafka and the expected
-    /// flush time (invoke + commits, averaged over recent batches) come out
+    /// flush time (invoke + commits: [`FlushTime::reserve`]) come out
     /// of it. At least a tenth of `max_wait` is left for collecting, so a
     /// slow sink makes batches smaller, not empty.
     fn batch_deadline(&self, first_timestamp_ms: Option<i64>) -> Instant {
@@ -223,7 +251,7 @@ impl KafkaRunner {
             .unwrap_or_default();
         let collect = budget
             .saturating_sub(waited)
-            .saturating_sub(self.flush_estimate)
+            .saturating_sub(self.flush_time.reserve())
             .max(budget / 10);
         Instant::now() + collect
     }
@@ -685,5 +713,38 @@ async fn report_orphans(table: &TableWriter, function: &str, metrics: &Metrics) 
                 .set(i64::try_from(files.len()).unwrap_or(i64::MAX));
         }
         Err(e) => tracing::warn!(table = %table.name, error = %e, "cannot list the table's files"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::FlushTime;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn flush_time_reserves_more_when_batches_vary() {
+        let mut steady = FlushTime::default();
+        assert_eq!(steady.reserve(), Duration::ZERO, "nothing known yet");
+        for _ in 0..40 {
+            steady.observe(ms(200));
+        }
+        // Settles on the time itself; the first guess's deviation fades.
+        assert!(steady.reserve() >= ms(200) && steady.reserve() < ms(201));
+
+        let mut jumpy = FlushTime::default();
+        for i in 0..40 {
+            jumpy.observe(if i % 2 == 0 { ms(100) } else { ms(300) });
+        }
+        // Same mean, but room for the slow ones (and more).
+        assert!(jumpy.reserve() > ms(300), "{:?}", jumpy.reserve());
+
+        // One slow batch moves it by a quarter, not all the way.
+        steady.observe(ms(1000));
+        assert!(steady.mean < ms(401), "{steady:?}");
     }
 }
