@@ -546,3 +546,26 @@ fn up_names_a_failed_build_and_does_not_start() {
     assert!(out.contains("build of `fetch` failed"), "{out}");
     assert!(!out.contains("serving /metrics"), "{out}");
 }
+
+#[test]
+fn up_on_a_terminal_redraws_its_status_table_in_place() {
+    // `script` (util-linux) runs weir on a pseudo-terminal, as a user's shell would.
+    let (_dir, path) = manifest(&cron_app("ok"));
+    let command = format!(
+        "'{}' up --for 8s --no-deploy --listen 127.0.0.1:0 -f '{}'",
+        env!("CARGO_BIN_EXE_weir"),
+        path.display()
+    );
+    let output = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    let header = out.matches("function ").count();
+    assert!(header >= 2, "the table was drawn {header} times: {out:?}");
+    // From the second draw on: cursor up over the previous table, clear below.
+    assert!(out.contains("\u{1b}[2A\u{1b}[J"), "{out:?}");
+    assert!(out.lines().any(|l| l.starts_with("fetch ")), "{out:?}");
+}
