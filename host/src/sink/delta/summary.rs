@@ -68,11 +68,20 @@ pub fn summary(table: &DeltaTable) -> Result<Summary, DeltaError> {
     })
 }
 
-/// Up to `n` rows added by the newest commits (newest commit's first).
-pub async fn newest_rows(table: &DeltaTable, n: usize) -> Result<Vec<RecordBatch>, DeltaError> {
+/// How many of the newest commits [`newest_rows`] needs at most.
+pub const NEWEST_ROWS_COMMITS: usize = 50;
+
+/// Up to `n` rows added by the newest of `commits` (the table's last ones,
+/// oldest first, as [`lineage::commits`] returns them; the newest
+/// [`NEWEST_ROWS_COMMITS`] are looked at), newest commit's first.
+pub async fn newest_rows(
+    table: &DeltaTable,
+    commits: &[lineage::Commit],
+    n: usize,
+) -> Result<Vec<RecordBatch>, DeltaError> {
     let mut paths = HashSet::new();
     let mut counted = 0;
-    for commit in lineage::commits(table, Some(50)).await?.iter().rev() {
+    for commit in commits.iter().rev().take(NEWEST_ROWS_COMMITS) {
         if counted >= n {
             break;
         }
