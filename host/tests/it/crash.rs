@@ -4,7 +4,7 @@
 //! while messages keep arriving. At the end every offset is in the tables
 //! exactly once, and the parquet files the crashes left are reported.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
@@ -91,6 +91,30 @@ fn host(manifest: &Path, brokers: &str, port: u16, failpoint: Option<&str>, log:
     Process {
         child: command.spawn().unwrap(),
         _stdout: None,
+    }
+}
+
+/// Prints the end of every host log under `dir` when fewer than `expected`
+/// offsets landed, so a failing run shows what the hosts were doing.
+fn show_logs_if_short(
+    dir: &Path,
+    expected: usize,
+    rows: &BTreeMap<(i32, i64), usize>,
+    letters: &BTreeMap<(i32, i64), usize>,
+) {
+    if rows.len() + letters.len() >= expected {
+        return;
+    }
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("--- {} (last 40 of {} lines)", path.display(), lines.len());
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
@@ -242,9 +266,10 @@ async fn kill_9_at_every_crash_point_loses_and_duplicates_nothing() {
         all.len(),
         // A restarted member waits out the dead one's session; under a
         // loaded CI machine tansu's rebalances take tens of seconds.
-        Duration::from_secs(300),
+        Duration::from_secs(180),
     )
     .await;
+    show_logs_if_short(dir.path(), all.len(), &rows, &letters);
     let malformed = all.iter().filter(|m| m.2).count();
     crate::delta::assert_exactly_once(&rows, &letters, all.len() - malformed, malformed);
 
@@ -328,9 +353,10 @@ async fn two_hosts_in_one_group_one_killed_mid_stream() {
         all.len(),
         // A restarted member waits out the dead one's session; under a
         // loaded CI machine tansu's rebalances take tens of seconds.
-        Duration::from_secs(300),
+        Duration::from_secs(180),
     )
     .await;
+    show_logs_if_short(dir.path(), all.len(), &rows, &letters);
     let malformed = all.iter().filter(|m| m.2).count();
     crate::delta::assert_exactly_once(&rows, &letters, all.len() - malformed, malformed);
 

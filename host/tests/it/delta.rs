@@ -121,13 +121,15 @@ pub async fn offsets(uri: &Path, partition: &str, offset: &str) -> BTreeMap<(i32
     seen
 }
 
-/// Rows and dead letters by (partition, offset), once `expected` are in.
+/// Rows and dead letters by (partition, offset), once `expected` are in
+/// or nothing new has landed for `stalled`: a slow machine that still
+/// makes progress gets its time, a stuck host does not.
 pub async fn wait_for_all(
     data: &Path,
     expected: usize,
-    within: Duration,
+    stalled: Duration,
 ) -> (BTreeMap<(i32, i64), usize>, BTreeMap<(i32, i64), usize>) {
-    let deadline = tokio::time::Instant::now() + within;
+    let mut last = (0, tokio::time::Instant::now());
     loop {
         let rows = offsets(
             &data.join("vehicle_positions"),
@@ -137,7 +139,11 @@ pub async fn wait_for_all(
         .await;
         let letters = offsets(&data.join("dead_letters"), "partition", "offset").await;
         let total: usize = rows.values().sum::<usize>() + letters.values().sum::<usize>();
-        if total >= expected || tokio::time::Instant::now() > deadline {
+        let now = tokio::time::Instant::now();
+        if total != last.0 {
+            last = (total, now);
+        }
+        if total >= expected || now - last.1 > stalled {
             return (rows, letters);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
