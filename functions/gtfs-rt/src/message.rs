@@ -1,34 +1,95 @@
 //! Reading back the messages gtfs-fetch sends (see [`crate::json`]): the
 //! checks every transform makes on the envelope fields, in one place.
 
+use std::borrow::Cow;
+use std::ops::Deref;
+
 use serde::Deserialize;
+use serde::de::{Deserializer, Error, Visitor};
+
+/// A string field of a message, borrowed from the message's bytes unless
+/// it holds JSON escapes: most strings cost no allocation and no copy
+/// (`Option<Cow<str>>` with `#[serde(borrow)]` would always copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
 
 /// A `TripDescriptor` as it appears in a message (the fields tables keep).
 #[derive(Debug, Clone, Deserialize)]
-pub struct Trip {
+pub struct Trip<'a> {
     /// `trip_id`.
-    pub trip_id: Option<String>,
+    #[serde(borrow)]
+    pub trip_id: Option<Text<'a>>,
     /// `route_id`.
-    pub route_id: Option<String>,
+    #[serde(borrow)]
+    pub route_id: Option<Text<'a>>,
     /// `direction_id`.
     pub direction_id: Option<u32>,
     /// `start_time`, `HH:MM:SS`.
-    pub start_time: Option<String>,
+    #[serde(borrow)]
+    pub start_time: Option<Text<'a>>,
     /// `start_date`, `YYYYMMDD`.
-    pub start_date: Option<String>,
+    #[serde(borrow)]
+    pub start_date: Option<Text<'a>>,
     /// `schedule_relationship`, enum name.
-    pub schedule_relationship: Option<String>,
+    #[serde(borrow)]
+    pub schedule_relationship: Option<Text<'a>>,
 }
 
 /// A `VehicleDescriptor` as it appears in a message.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Vehicle {
+pub struct Vehicle<'a> {
     /// `id`.
-    pub id: Option<String>,
+    #[serde(borrow)]
+    pub id: Option<Text<'a>>,
     /// `label`.
-    pub label: Option<String>,
+    #[serde(borrow)]
+    pub label: Option<Text<'a>>,
     /// `license_plate`.
-    pub license_plate: Option<String>,
+    #[serde(borrow)]
+    pub license_plate: Option<Text<'a>>,
+}
+
+/// Parses a message value: validates UTF-8 once for the whole value, so
+/// string fields are not validated again one by one.
+pub fn parse<'a, T: Deserialize<'a>>(value: &'a [u8]) -> Result<T, String> {
+    let text = std::str::from_utf8(value).map_err(|e| format!("not UTF-8: {e}"))?;
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
 /// Checks a message's envelope — `entity_type` is `expected`, `id` is
@@ -58,7 +119,31 @@ pub fn non_empty(s: Option<&str>) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::envelope;
+    use std::borrow::Cow;
+
+    use super::{Vehicle, envelope, parse};
+
+    #[test]
+    fn strings_are_borrowed_unless_escaped() {
+        let value = r#"{"id":"V1","label":"line \"7\" \u00e9","license_plate":"é"}"#.as_bytes();
+        let vehicle: Vehicle = parse(value).unwrap();
+        let id = vehicle.id.unwrap();
+        assert!(matches!(id.0, Cow::Borrowed("V1")), "{id:?}");
+        let label = vehicle.label.unwrap();
+        assert!(matches!(label.0, Cow::Owned(_)), "{label:?}");
+        assert_eq!(&*label, "line \"7\" \u{e9}");
+        assert_eq!(vehicle.license_plate.as_deref(), Some("\u{e9}"));
+        assert!(
+            parse::<Vehicle>(b"{\"id\":\"\xff\"}")
+                .unwrap_err()
+                .contains("not UTF-8")
+        );
+        assert!(
+            parse::<Vehicle>(br#"{"id":7}"#)
+                .unwrap_err()
+                .contains("expected a string")
+        );
+    }
 
     #[test]
     fn checks_type_id_and_timestamp() {

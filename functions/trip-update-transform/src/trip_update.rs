@@ -3,34 +3,43 @@
 //! that has none (a cancelled trip, say).
 
 use gtfs_rt::date::{iso_date, micros, micros_signed};
-use gtfs_rt::message::{Trip, Vehicle, envelope, non_empty};
-use serde::{Deserialize, Serialize};
+use gtfs_rt::message::{Text, Trip, Vehicle, envelope, non_empty, parse};
+use gtfs_rt::row::JsonRow;
+use serde::Deserialize;
 
+/// The parts of a trip update message the table keeps, borrowing its strings.
 #[derive(Debug, Deserialize)]
-struct Message {
-    entity_type: Option<String>,
+struct Message<'a> {
+    #[serde(borrow)]
+    entity_type: Option<Text<'a>>,
     feed_timestamp: Option<u64>,
-    id: Option<String>,
-    trip_update: Option<TripUpdate>,
+    #[serde(borrow)]
+    id: Option<Text<'a>>,
+    #[serde(borrow)]
+    trip_update: Option<TripUpdate<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct TripUpdate {
-    trip: Option<Trip>,
-    vehicle: Option<Vehicle>,
-    #[serde(default)]
-    stop_time_update: Vec<StopTimeUpdate>,
+struct TripUpdate<'a> {
+    #[serde(borrow)]
+    trip: Option<Trip<'a>>,
+    #[serde(borrow)]
+    vehicle: Option<Vehicle<'a>>,
+    #[serde(default, borrow)]
+    stop_time_update: Vec<StopTimeUpdate<'a>>,
     timestamp: Option<u64>,
     delay: Option<i32>,
 }
 
 #[derive(Debug, Deserialize)]
-struct StopTimeUpdate {
+struct StopTimeUpdate<'a> {
     stop_sequence: Option<u32>,
-    stop_id: Option<String>,
+    #[serde(borrow)]
+    stop_id: Option<Text<'a>>,
     arrival: Option<Event>,
     departure: Option<Event>,
-    schedule_relationship: Option<String>,
+    #[serde(borrow)]
+    schedule_relationship: Option<Text<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,60 +49,10 @@ struct Event {
     uncertainty: Option<i32>,
 }
 
-/// A row of `trip_updates`; absent fields are null. `Copy`, so a stop's
-/// row is the trip's row with the stop columns filled in.
-#[derive(Debug, Clone, Copy, Serialize)]
-struct Row<'a> {
-    entity_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trip_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    route_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    direction_id: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_date: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_time: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trip_schedule_relationship: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vehicle_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vehicle_label: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trip_delay: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trip_timestamp: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop_sequence: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop_schedule_relationship: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arrival_delay: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arrival_time: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arrival_uncertainty: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    departure_delay: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    departure_time: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    departure_uncertainty: Option<i32>,
-    feed_timestamp: i64,
-    date: &'a str,
-    kafka_partition: i32,
-    kafka_offset: i64,
-}
-
 /// The rows (JSON text) for one message value, or why it is rejected.
 pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<Vec<String>, String> {
     let value = value.ok_or("no value (tombstone)")?;
-    let message: Message =
-        serde_json::from_slice(value).map_err(|e| format!("not a trip update message: {e}"))?;
+    let message: Message = parse(value).map_err(|e| format!("not a trip update message: {e}"))?;
     let (entity_id, feed_seconds) = envelope(
         "trip_update",
         message.entity_type.as_deref(),
@@ -113,34 +72,35 @@ pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<Ve
         .transpose()?;
     let date = iso_date(i64::try_from(update.timestamp.unwrap_or(feed_seconds)).unwrap_or(0));
     let descriptor = update.vehicle.as_ref();
-    let base = Row {
-        entity_id,
-        trip_id: non_empty(trip.trip_id.as_deref()),
-        route_id: non_empty(trip.route_id.as_deref()),
-        direction_id: trip.direction_id,
-        start_date: non_empty(trip.start_date.as_deref()),
-        start_time: non_empty(trip.start_time.as_deref()),
-        trip_schedule_relationship: trip.schedule_relationship.as_deref(),
-        vehicle_id: descriptor.and_then(|d| non_empty(d.id.as_deref())),
-        vehicle_label: descriptor.and_then(|d| non_empty(d.label.as_deref())),
-        trip_delay: update.delay,
-        trip_timestamp,
-        stop_sequence: None,
-        stop_id: None,
-        stop_schedule_relationship: None,
-        arrival_delay: None,
-        arrival_time: None,
-        arrival_uncertainty: None,
-        departure_delay: None,
-        departure_time: None,
-        departure_uncertainty: None,
-        feed_timestamp,
-        date: &date,
-        kafka_partition: partition,
-        kafka_offset: offset,
-    };
+    // The columns of `trip_updates` every row of this update shares;
+    // absent fields are null.
+    let mut base = JsonRow::new();
+    base.str("entity_id", Some(entity_id))
+        .str("trip_id", non_empty(trip.trip_id.as_deref()))
+        .str("route_id", non_empty(trip.route_id.as_deref()))
+        .int("direction_id", trip.direction_id)
+        .str("start_date", non_empty(trip.start_date.as_deref()))
+        .str("start_time", non_empty(trip.start_time.as_deref()))
+        .str(
+            "trip_schedule_relationship",
+            trip.schedule_relationship.as_deref(),
+        )
+        .str(
+            "vehicle_id",
+            descriptor.and_then(|d| non_empty(d.id.as_deref())),
+        )
+        .str(
+            "vehicle_label",
+            descriptor.and_then(|d| non_empty(d.label.as_deref())),
+        )
+        .int("trip_delay", update.delay)
+        .int("trip_timestamp", trip_timestamp)
+        .int("feed_timestamp", Some(feed_timestamp))
+        .str("date", Some(&date))
+        .int("kafka_partition", Some(partition))
+        .int("kafka_offset", Some(offset));
     if update.stop_time_update.is_empty() {
-        return Ok(vec![encode(&base)?]);
+        return Ok(vec![base.finish()]);
     }
     let mut rows = Vec::with_capacity(update.stop_time_update.len());
     for (i, stop) in update.stop_time_update.iter().enumerate() {
@@ -155,25 +115,26 @@ pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<Ve
                 .map(|t| micros_signed(t, &format!("stop_time_update[{i}].{field}.time")))
                 .transpose()
         };
-        let row = Row {
-            stop_sequence: stop.stop_sequence,
-            stop_id: non_empty(stop.stop_id.as_deref()),
-            stop_schedule_relationship: stop.schedule_relationship.as_deref(),
-            arrival_delay: stop.arrival.as_ref().and_then(|e| e.delay),
-            arrival_time: time(stop.arrival.as_ref(), "arrival")?,
-            arrival_uncertainty: stop.arrival.as_ref().and_then(|e| e.uncertainty),
-            departure_delay: stop.departure.as_ref().and_then(|e| e.delay),
-            departure_time: time(stop.departure.as_ref(), "departure")?,
-            departure_uncertainty: stop.departure.as_ref().and_then(|e| e.uncertainty),
-            ..base
-        };
-        rows.push(encode(&row)?);
+        let (arrival, departure) = (stop.arrival.as_ref(), stop.departure.as_ref());
+        let mut row = base.clone();
+        row.int("stop_sequence", stop.stop_sequence)
+            .str("stop_id", non_empty(stop.stop_id.as_deref()))
+            .str(
+                "stop_schedule_relationship",
+                stop.schedule_relationship.as_deref(),
+            )
+            .int("arrival_delay", arrival.and_then(|e| e.delay))
+            .int("arrival_time", time(arrival, "arrival")?)
+            .int("arrival_uncertainty", arrival.and_then(|e| e.uncertainty))
+            .int("departure_delay", departure.and_then(|e| e.delay))
+            .int("departure_time", time(departure, "departure")?)
+            .int(
+                "departure_uncertainty",
+                departure.and_then(|e| e.uncertainty),
+            );
+        rows.push(row.finish());
     }
     Ok(rows)
-}
-
-fn encode(row: &Row<'_>) -> Result<String, String> {
-    serde_json::to_string(row).map_err(|e| format!("cannot encode the row: {e}"))
 }
 
 #[cfg(test)]

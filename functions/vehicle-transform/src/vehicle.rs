@@ -1,32 +1,42 @@
 //! One vehicle message (as gtfs-fetch sends it: the `FeedEntity` in
 //! proto field names plus `entity_type` and `feed_timestamp`) → one row.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use gtfs_rt::date::{iso_date, micros};
-use gtfs_rt::message::{Trip, Vehicle, envelope, non_empty};
+use gtfs_rt::message::{Text, Trip, Vehicle, envelope, non_empty, parse};
+use gtfs_rt::row::JsonRow;
 
-/// The parts of a vehicle message the table keeps. Unknown fields
-/// (extensions, newer spec fields) are ignored.
+/// The parts of a vehicle message the table keeps, borrowing its strings.
+/// Unknown fields (extensions, newer spec fields) are ignored.
 #[derive(Debug, Deserialize)]
-struct Message {
-    entity_type: Option<String>,
+struct Message<'a> {
+    #[serde(borrow)]
+    entity_type: Option<Text<'a>>,
     feed_timestamp: Option<u64>,
-    id: Option<String>,
-    vehicle: Option<VehiclePosition>,
+    #[serde(borrow)]
+    id: Option<Text<'a>>,
+    #[serde(borrow)]
+    vehicle: Option<VehiclePosition<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct VehiclePosition {
-    trip: Option<Trip>,
-    vehicle: Option<Vehicle>,
+struct VehiclePosition<'a> {
+    #[serde(borrow)]
+    trip: Option<Trip<'a>>,
+    #[serde(borrow)]
+    vehicle: Option<Vehicle<'a>>,
     position: Option<Position>,
     current_stop_sequence: Option<u32>,
-    stop_id: Option<String>,
-    current_status: Option<String>,
+    #[serde(borrow)]
+    stop_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    current_status: Option<Text<'a>>,
     timestamp: Option<u64>,
-    congestion_level: Option<String>,
-    occupancy_status: Option<String>,
+    #[serde(borrow)]
+    congestion_level: Option<Text<'a>>,
+    #[serde(borrow)]
+    occupancy_status: Option<Text<'a>>,
     occupancy_percentage: Option<u32>,
 }
 
@@ -39,64 +49,10 @@ struct Position {
     speed: Option<f64>,
 }
 
-/// A row of `vehicle_positions`; absent fields are null.
-#[derive(Debug, Serialize, PartialEq)]
-struct Row<'a> {
-    entity_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vehicle_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    label: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    license_plate: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trip_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    route_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    direction_id: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_date: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_time: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    schedule_relationship: Option<&'a str>,
-    latitude: f64,
-    longitude: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bearing: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    odometer: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    speed: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    current_stop_sequence: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    current_status: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    congestion_level: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    occupancy_status: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    occupancy_percentage: Option<u32>,
-    /// Microseconds since the epoch (the table's `timestamp` type).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vehicle_timestamp: Option<i64>,
-    /// Microseconds since the epoch.
-    feed_timestamp: i64,
-    /// `YYYY-MM-DD` (UTC) of the vehicle timestamp, else of the feed's.
-    date: String,
-    kafka_partition: i32,
-    kafka_offset: i64,
-}
-
 /// The row (JSON text) for one message value, or why it is rejected.
 pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<String, String> {
     let value = value.ok_or("no value (tombstone)")?;
-    let message: Message =
-        serde_json::from_slice(value).map_err(|e| format!("not a vehicle message: {e}"))?;
+    let message: Message = parse(value).map_err(|e| format!("not a vehicle message: {e}"))?;
     let (entity_id, feed_seconds) = envelope(
         "vehicle",
         message.entity_type.as_deref(),
@@ -116,35 +72,66 @@ pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<St
         .transpose()?;
     let trip = vehicle.trip.as_ref();
     let descriptor = vehicle.vehicle.as_ref();
-    let row = Row {
-        entity_id,
-        vehicle_id: descriptor.and_then(|d| non_empty(d.id.as_deref())),
-        label: descriptor.and_then(|d| non_empty(d.label.as_deref())),
-        license_plate: descriptor.and_then(|d| non_empty(d.license_plate.as_deref())),
-        trip_id: trip.and_then(|t| non_empty(t.trip_id.as_deref())),
-        route_id: trip.and_then(|t| non_empty(t.route_id.as_deref())),
-        direction_id: trip.and_then(|t| t.direction_id),
-        start_date: trip.and_then(|t| non_empty(t.start_date.as_deref())),
-        start_time: trip.and_then(|t| non_empty(t.start_time.as_deref())),
-        schedule_relationship: trip.and_then(|t| t.schedule_relationship.as_deref()),
-        latitude: position.latitude,
-        longitude: position.longitude,
-        bearing: position.bearing,
-        odometer: position.odometer,
-        speed: position.speed,
-        current_stop_sequence: vehicle.current_stop_sequence,
-        stop_id: non_empty(vehicle.stop_id.as_deref()),
-        current_status: vehicle.current_status.as_deref(),
-        congestion_level: vehicle.congestion_level.as_deref(),
-        occupancy_status: vehicle.occupancy_status.as_deref(),
-        occupancy_percentage: vehicle.occupancy_percentage,
-        vehicle_timestamp,
-        feed_timestamp,
-        date: iso_date(i64::try_from(vehicle.timestamp.unwrap_or(feed_seconds)).unwrap_or(0)),
-        kafka_partition: partition,
-        kafka_offset: offset,
-    };
-    serde_json::to_string(&row).map_err(|e| format!("cannot encode the row: {e}"))
+    // The columns of `vehicle_positions`; absent fields are null.
+    let mut row = JsonRow::new();
+    row.str("entity_id", Some(entity_id))
+        .str(
+            "vehicle_id",
+            descriptor.and_then(|d| non_empty(d.id.as_deref())),
+        )
+        .str(
+            "label",
+            descriptor.and_then(|d| non_empty(d.label.as_deref())),
+        )
+        .str(
+            "license_plate",
+            descriptor.and_then(|d| non_empty(d.license_plate.as_deref())),
+        )
+        .str(
+            "trip_id",
+            trip.and_then(|t| non_empty(t.trip_id.as_deref())),
+        )
+        .str(
+            "route_id",
+            trip.and_then(|t| non_empty(t.route_id.as_deref())),
+        )
+        .int("direction_id", trip.and_then(|t| t.direction_id))
+        .str(
+            "start_date",
+            trip.and_then(|t| non_empty(t.start_date.as_deref())),
+        )
+        .str(
+            "start_time",
+            trip.and_then(|t| non_empty(t.start_time.as_deref())),
+        )
+        .str(
+            "schedule_relationship",
+            trip.and_then(|t| t.schedule_relationship.as_deref()),
+        )
+        .float("latitude", Some(position.latitude))
+        .float("longitude", Some(position.longitude))
+        .float("bearing", position.bearing)
+        .float("odometer", position.odometer)
+        .float("speed", position.speed)
+        .int("current_stop_sequence", vehicle.current_stop_sequence)
+        .str("stop_id", non_empty(vehicle.stop_id.as_deref()))
+        .str("current_status", vehicle.current_status.as_deref())
+        .str("congestion_level", vehicle.congestion_level.as_deref())
+        .str("occupancy_status", vehicle.occupancy_status.as_deref())
+        .int("occupancy_percentage", vehicle.occupancy_percentage)
+        // Timestamps in microseconds since the epoch (the table's `timestamp` type).
+        .int("vehicle_timestamp", vehicle_timestamp)
+        .int("feed_timestamp", Some(feed_timestamp))
+        // `YYYY-MM-DD` (UTC) of the vehicle timestamp, else of the feed's.
+        .str(
+            "date",
+            Some(&iso_date(
+                i64::try_from(vehicle.timestamp.unwrap_or(feed_seconds)).unwrap_or(0),
+            )),
+        )
+        .int("kafka_partition", Some(partition))
+        .int("kafka_offset", Some(offset));
+    Ok(row.finish())
 }
 
 fn check_position(p: &Position) -> Result<(), String> {

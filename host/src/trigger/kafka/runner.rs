@@ -58,33 +58,86 @@ pub struct KafkaRunner {
     flush_time: FlushTime,
 }
 
-/// How long processing (invoke + commits) a batch takes: moving averages
-/// of the time and of its deviation, as TCP estimates round trips. A batch
-/// reserves the mean plus twice the deviation, so one slower than average
-/// still lands inside the latency budget.
+/// How long processing (invoke + commits) a batch takes, per record:
+/// moving averages of the time per record and of its deviation, as TCP
+/// estimates round trips. A batch of `n` records reserves `n` times the
+/// mean plus twice the deviation, so one slower than average still lands
+/// inside the latency budget, and a batch twice as large reserves twice
+/// the time (a flat estimate taken from small batches let the first large
+/// one overshoot the budget). Small batches carry the fixed cost of a
+/// commit over few records, so the estimate errs on the safe side there.
 #[derive(Debug, Default, Clone, Copy)]
 struct FlushTime {
-    mean: Duration,
-    deviation: Duration,
+    /// Seconds per record.
+    mean: f64,
+    /// Seconds per record.
+    deviation: f64,
 }
 
 impl FlushTime {
     /// Takes in one batch's time; weight 1/4 for the mean and the
     /// deviation: follows a change in a few batches without jumping on one.
-    fn observe(&mut self, took: Duration) {
-        if self.mean.is_zero() {
-            self.mean = took;
-            self.deviation = took / 2;
+    fn observe(&mut self, took: Duration, records: usize) {
+        if records == 0 {
             return;
         }
-        let off = self.mean.abs_diff(took);
-        self.deviation = (self.deviation * 3 + off) / 4;
-        self.mean = (self.mean * 3 + took) / 4;
+        let per_record = took.as_secs_f64() / records as f64;
+        if self.mean == 0.0 {
+            self.mean = per_record;
+            self.deviation = per_record / 2.0;
+            return;
+        }
+        let off = (self.mean - per_record).abs();
+        self.deviation = (self.deviation * 3.0 + off) / 4.0;
+        self.mean = (self.mean * 3.0 + per_record) / 4.0;
     }
 
-    /// The time to keep for processing.
-    fn reserve(self) -> Duration {
-        self.mean + self.deviation * 2
+    /// The time to keep for processing a batch of `records`.
+    fn reserve(self, records: usize) -> Duration {
+        Duration::try_from_secs_f64((self.mean + self.deviation * 2.0) * records as f64)
+            .unwrap_or(Duration::MAX)
+    }
+}
+
+/// When a batch must close. `max_wait` is the budget from a message
+/// entering Kafka (its timestamp, if plausible) to its rows being visible,
+/// so the time the batch's first message already spent in Kafka and the
+/// expected processing time of the batch as it stands
+/// ([`FlushTime::reserve`]) come out of it. At least a tenth of `max_wait`
+/// is left for collecting, so a slow sink makes batches smaller, not empty.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    opened: Instant,
+    /// When the first message's rows should be visible.
+    visible_by: Instant,
+    min_collect: Duration,
+}
+
+impl Window {
+    fn open(budget: Duration, first_timestamp_ms: Option<i64>) -> Self {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        // A timestamp from the future or older than the budget (clock skew,
+        // a backlog) says nothing about this batch's latency.
+        let waited = first_timestamp_ms
+            .map(|ts| now_ms - ts)
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(Duration::from_millis)
+            .filter(|w| *w < budget)
+            .unwrap_or_default();
+        let opened = Instant::now();
+        Self {
+            opened,
+            visible_by: opened + (budget - waited),
+            min_collect: budget / 10,
+        }
+    }
+
+    /// When to stop collecting, given the time processing will take.
+    fn close_at(self, reserve: Duration) -> Instant {
+        self.visible_by
+            .checked_sub(reserve)
+            .unwrap_or(self.opened)
+            .max(self.opened + self.min_collect)
     }
 }
 
@@ -167,9 +220,9 @@ impl KafkaRunner {
         loop {
             let batch = self.collect(&shutdown).await;
             if !batch.is_empty() {
-                let started = Instant::now();
+                let (started, records) = (Instant::now(), batch.len());
                 self.process(batch).await;
-                self.flush_time.observe(started.elapsed());
+                self.flush_time.observe(started.elapsed(), records);
             }
             if shutdown.is_cancelled() {
                 break;
@@ -179,19 +232,21 @@ impl KafkaRunner {
         Ok(())
     }
 
-    /// Collects messages until a limit is reached, the batch's wait is
-    /// over, or shutdown.
+    /// Collects messages until a limit is reached, the batch's window
+    /// closes (see [`Window`]), or shutdown.
     async fn collect(&mut self, shutdown: &CancellationToken) -> Vec<KafkaMessage> {
         let mut batch: Vec<KafkaMessage> = Vec::new();
         let mut bytes = 0;
-        let mut deadline: Option<Instant> = None;
+        let mut window: Option<Window> = None;
         loop {
             self.resync_due().await;
             let now = Instant::now();
-            if deadline.is_some_and(|d| d <= now) {
+            // The batch as it stands decides how early it must close.
+            let close_at = window.map(|w| w.close_at(self.flush_time.reserve(batch.len())));
+            if close_at.is_some_and(|d| d <= now) {
                 break;
             }
-            let mut wait = deadline.map_or(IDLE_POLL, |d| d - now);
+            let mut wait = close_at.map_or(IDLE_POLL, |d| d - now);
             if let Some(due) = self.progress.next_due() {
                 wait = wait.min(due.saturating_duration_since(now));
             }
@@ -224,36 +279,13 @@ impl KafkaRunner {
             bytes += message.key.as_ref().map_or(0, Vec::len)
                 + message.value.as_ref().map_or(0, Vec::len);
             batch.push(message);
-            deadline.get_or_insert_with(|| self.batch_deadline(batch[0].timestamp_ms));
+            window
+                .get_or_insert_with(|| Window::open(self.trigger.max_wait, batch[0].timestamp_ms));
             if batch.len() >= self.trigger.max_records || bytes >= self.trigger.max_bytes {
                 break;
             }
         }
         batch
-    }
-
-    /// When the batch opened now must close: `max_wait` is the budget from
-    /// a message entering Kafka (its timestamp, if plausible) to its rows
-    /// being visible, so the time it already spent in Kafka and the expected
-    /// flush time (invoke + commits: [`FlushTime::reserve`]) come out
-    /// of it. At least a tenth of `max_wait` is left for collecting, so a
-    /// slow sink makes batches smaller, not empty.
-    fn batch_deadline(&self, first_timestamp_ms: Option<i64>) -> Instant {
-        let budget = self.trigger.max_wait;
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        // A timestamp from the future or older than the budget (clock skew,
-        // a backlog) says nothing about this batch's latency.
-        let waited = first_timestamp_ms
-            .map(|ts| now_ms - ts)
-            .and_then(|ms| u64::try_from(ms).ok())
-            .map(Duration::from_millis)
-            .filter(|w| *w < budget)
-            .unwrap_or_default();
-        let collect = budget
-            .saturating_sub(waited)
-            .saturating_sub(self.flush_time.reserve())
-            .max(budget / 10);
-        Instant::now() + collect
     }
 
     /// Applies rebalance events; returns the partitions revoked.
@@ -720,7 +752,7 @@ async fn report_orphans(table: &TableWriter, function: &str, metrics: &Metrics) 
 mod tests {
     use std::time::Duration;
 
-    use super::FlushTime;
+    use super::{FlushTime, Window};
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -729,22 +761,48 @@ mod tests {
     #[test]
     fn flush_time_reserves_more_when_batches_vary() {
         let mut steady = FlushTime::default();
-        assert_eq!(steady.reserve(), Duration::ZERO, "nothing known yet");
+        assert_eq!(steady.reserve(1000), Duration::ZERO, "nothing known yet");
         for _ in 0..40 {
-            steady.observe(ms(200));
+            steady.observe(ms(200), 1000);
         }
         // Settles on the time itself; the first guess's deviation fades.
-        assert!(steady.reserve() >= ms(200) && steady.reserve() < ms(201));
+        assert!(steady.reserve(1000) >= ms(200) && steady.reserve(1000) < ms(201));
+        // Twice the records, twice the time.
+        assert!(steady.reserve(2000) >= ms(400) && steady.reserve(2000) < ms(402));
 
         let mut jumpy = FlushTime::default();
         for i in 0..40 {
-            jumpy.observe(if i % 2 == 0 { ms(100) } else { ms(300) });
+            jumpy.observe(if i % 2 == 0 { ms(100) } else { ms(300) }, 1000);
         }
         // Same mean, but room for the slow ones (and more).
-        assert!(jumpy.reserve() > ms(300), "{:?}", jumpy.reserve());
+        assert!(jumpy.reserve(1000) > ms(300), "{:?}", jumpy.reserve(1000));
 
-        // One slow batch moves it by a quarter, not all the way.
-        steady.observe(ms(1000));
-        assert!(steady.mean < ms(401), "{steady:?}");
+        // One slow batch moves the mean by a quarter, not all the way.
+        steady.observe(ms(1000), 1000);
+        assert!(steady.mean < 0.000_401, "{steady:?}");
+        // An empty batch says nothing.
+        let before = steady;
+        steady.observe(ms(50), 0);
+        assert!((steady.mean - before.mean).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn a_window_closes_earlier_for_larger_batches_but_not_at_once() {
+        let budget = ms(1000);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let window = Window::open(budget, Some(now_ms - 300));
+        let opened = window.opened;
+        // ~300 ms already spent in Kafka (a few ms of slack for the clock).
+        let close = window.close_at(Duration::ZERO) - opened;
+        assert!(close > ms(690) && close <= ms(700), "{close:?}");
+        let close = window.close_at(ms(200)) - opened;
+        assert!(close > ms(490) && close <= ms(500), "{close:?}");
+        // Never less than a tenth of the budget for collecting.
+        assert_eq!(window.close_at(ms(5000)) - opened, ms(100));
+        // Timestamps from the future or older than the budget are ignored.
+        for ts in [now_ms + 60_000, now_ms - 60_000] {
+            let window = Window::open(budget, Some(ts));
+            assert_eq!(window.close_at(Duration::ZERO) - window.opened, budget);
+        }
     }
 }
