@@ -342,7 +342,15 @@ impl LoadedComponent {
             hooks: self.hooks(),
         });
         let started = Instant::now();
-        let input: Vec<_> = messages.iter().map(Into::into).collect();
+        let headers: Vec<_> = messages
+            .iter()
+            .map(KafkaMessage::borrowed_headers)
+            .collect();
+        let input: Vec<_> = messages
+            .iter()
+            .zip(&headers)
+            .map(|(m, h)| m.borrowed(h))
+            .collect();
         let result = self
             .deadline(async {
                 let instance = pre.instantiate_async(&mut store).await?;

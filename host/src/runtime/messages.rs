@@ -40,25 +40,30 @@ pub enum Outcome {
     Reject(String),
 }
 
-/// Copies: the host keeps its messages for a retry and for dead letters.
-impl From<&KafkaMessage> for wit::Message {
-    fn from(m: &KafkaMessage) -> Self {
-        Self {
-            topic: m.topic.clone(),
-            partition: m.partition,
-            offset: m.offset,
-            timestamp_ms: m.timestamp_ms,
-            key: m.key.clone(),
-            value: m.value.clone(),
-            headers: m
-                .headers
-                .iter()
-                .map(|(key, value)| wit::Header {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
+impl KafkaMessage {
+    /// The message as the guest receives it, borrowing this one's data
+    /// (`headers` holds the borrowed headers, kept alive by the caller).
+    pub(crate) fn borrowed<'a>(&'a self, headers: &'a [wit::Header<'a>]) -> wit::Message<'a> {
+        wit::Message {
+            topic: &self.topic,
+            partition: self.partition,
+            offset: self.offset,
+            timestamp_ms: self.timestamp_ms,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers,
         }
+    }
+
+    /// This message's headers, borrowed, for [`KafkaMessage::borrowed`].
+    pub(crate) fn borrowed_headers(&self) -> Vec<wit::Header<'_>> {
+        self.headers
+            .iter()
+            .map(|(key, value)| wit::Header {
+                key,
+                value: value.as_deref(),
+            })
+            .collect()
     }
 }
 
