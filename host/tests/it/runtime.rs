@@ -233,25 +233,44 @@ async fn transformer_returns_one_outcome_per_message() {
     );
     let message = |offset: i64, value: &[u8]| KafkaMessage {
         topic: "t".into(),
-        partition: 0,
+        partition: 3,
         offset,
         timestamp_ms: Some(1),
         key: None,
         value: Some(value.to_vec()),
         headers: vec![("h".into(), None)],
     };
+    let keyed = KafkaMessage {
+        key: Some(b"k1".to_vec()),
+        timestamp_ms: None,
+        headers: vec![("h".into(), Some(b"v".to_vec())), ("g".into(), None)],
+        ..message(9, b"{}")
+    };
     let (result, _) = batch
-        .handle_batch(&[message(7, br#"{"a":1}"#), message(8, b"not json")])
+        .handle_batch(&[message(7, br#"{"a":1}"#), message(8, b"not json"), keyed])
         .await;
     let outcomes = result.unwrap();
-    assert_eq!(outcomes.len(), 2);
-    match &outcomes[0] {
+    assert_eq!(outcomes.len(), 3);
+    // Every field of a message reaches the guest.
+    let rows = |outcome: &Outcome| match outcome {
         Outcome::Rows(tables) => {
             assert_eq!(tables[0].table, "rows");
-            assert_eq!(tables[0].rows, vec![r#"{"offset":7,"a":1}"#.to_owned()]);
+            tables[0].rows.clone()
         }
         other => panic!("expected rows, got {other:?}"),
-    }
+    };
+    assert_eq!(
+        rows(&outcomes[0]),
+        vec![
+            r#"{"offset":7,"topic":"t","partition":3,"timestamp_ms":1,"key":null,"headers":[["h",null]],"a":1}"#
+        ]
+    );
+    assert_eq!(
+        rows(&outcomes[2]),
+        vec![
+            r#"{"offset":9,"topic":"t","partition":3,"timestamp_ms":null,"key":"k1","headers":[["h","v"],["g",null]]}"#
+        ]
+    );
     assert_eq!(
         outcomes[1],
         Outcome::Reject("value is not a JSON object".into())
