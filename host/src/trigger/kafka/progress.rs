@@ -29,17 +29,27 @@ pub enum PartState {
 #[derive(Debug, Default)]
 pub struct Progress {
     parts: BTreeMap<Partition, PartState>,
+    /// How many of `parts` wait for a resync: the run loop asks after them
+    /// for every message, and almost always none does.
+    resyncing: usize,
 }
 
 impl Progress {
     /// Sets a partition's state.
     pub fn set(&mut self, partition: Partition, state: PartState) {
-        self.parts.insert(partition, state);
+        let now_resyncing = matches!(state, PartState::Resync { .. });
+        let was_resyncing = matches!(
+            self.parts.insert(partition, state),
+            Some(PartState::Resync { .. })
+        );
+        self.resyncing = self.resyncing + usize::from(now_resyncing) - usize::from(was_resyncing);
     }
 
     /// Forgets a partition (revoked).
     pub fn remove(&mut self, partition: &Partition) {
-        self.parts.remove(partition);
+        if let Some(PartState::Resync { .. }) = self.parts.remove(partition) {
+            self.resyncing -= 1;
+        }
     }
 
     /// The versions of a ready partition.
@@ -67,6 +77,9 @@ impl Progress {
 
     /// Partitions waiting for a resync whose time has come.
     pub fn due(&self, now: Instant) -> Vec<(Partition, u32)> {
+        if self.resyncing == 0 {
+            return Vec::new();
+        }
         self.parts
             .iter()
             .filter_map(|(p, s)| match s {
@@ -78,6 +91,9 @@ impl Progress {
 
     /// The earliest pending resync, if any.
     pub fn next_due(&self) -> Option<Instant> {
+        if self.resyncing == 0 {
+            return None;
+        }
         self.parts
             .values()
             .filter_map(|s| match s {
@@ -124,5 +140,60 @@ mod tests {
         assert!(!p.wants("t", 1, 11), "not owned");
         p.set(part, PartState::Stopped("gone".to_owned()));
         assert!(!p.wants("t", 0, 11), "stopped");
+    }
+
+    #[test]
+    fn resyncs_come_due_in_time_order_and_leave_with_their_partition() {
+        let mut p = Progress::default();
+        let now = Instant::now();
+        let later = now + std::time::Duration::from_secs(5);
+        let (a, b, c) = (
+            ("t".to_owned(), 0),
+            ("t".to_owned(), 1),
+            ("t".to_owned(), 2),
+        );
+        assert_eq!(p.next_due(), None);
+        p.set(
+            a.clone(),
+            PartState::Resync {
+                at: now,
+                attempts: 1,
+            },
+        );
+        p.set(
+            b.clone(),
+            PartState::Resync {
+                at: later,
+                attempts: 2,
+            },
+        );
+        p.set(c.clone(), PartState::Ready(vec![None]));
+        assert_eq!(p.next_due(), Some(now));
+        assert_eq!(p.due(now), vec![(a.clone(), 1)]);
+        assert_eq!(p.due(later).len(), 2);
+        // Positioned again: no longer due; set twice: counted once.
+        p.set(a.clone(), PartState::Ready(vec![Some(3)]));
+        p.set(
+            b.clone(),
+            PartState::Resync {
+                at: later,
+                attempts: 3,
+            },
+        );
+        assert_eq!(p.next_due(), Some(later));
+        assert_eq!(p.due(later), vec![(b.clone(), 3)]);
+        // Revoked while waiting: gone.
+        p.remove(&b);
+        p.remove(&c);
+        assert_eq!(p.next_due(), None);
+        assert!(p.due(later).is_empty());
+        p.set(
+            c,
+            PartState::Resync {
+                at: now,
+                attempts: 1,
+            },
+        );
+        assert_eq!(p.due(now).len(), 1);
     }
 }
