@@ -47,19 +47,35 @@ impl TokenArgs {
                 "refusing to accept deploys on {listen} without a token: set WEIR_ADMIN_TOKEN or --admin-token-file, or pass --no-deploy"
             );
         }
-        let path = local_token_path(data_dir);
-        if path.exists() {
-            return read(&path);
+        local_token(&local_token_path(data_dir))
+    }
+}
+
+/// The token in `path`, made there if missing. Hosts sharing a data dir
+/// may start together: the file appears whole or not at all (written
+/// aside, then hard-linked into place), and a host that loses the race
+/// reads the winner's token.
+fn local_token(path: &Path) -> anyhow::Result<String> {
+    if path.exists() {
+        return read(path);
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let aside = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
+    let linked = write_private(&aside, &token).and_then(|()| std::fs::hard_link(&aside, path));
+    let _ = std::fs::remove_file(&aside);
+    match linked {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "made an admin token for deploys on loopback");
+            Ok(token)
         }
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        write_private(&path, &token)
-            .with_context(|| format!("cannot write the admin token to `{}`", path.display()))?;
-        tracing::info!(path = %path.display(), "made an admin token for deploys on loopback");
-        Ok(token)
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot write the admin token to `{}`", path.display()))
+        }
     }
 }
 
@@ -86,5 +102,49 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(text.as_bytes())
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_starting_together_share_one_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data").join("admin.token");
+        let tokens: Vec<String> = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..8).map(|_| s.spawn(|| local_token(&path))).collect();
+            racers
+                .into_iter()
+                .map(|r| r.join().unwrap().unwrap())
+                .collect()
+        });
+        assert_eq!(tokens[0].len(), 64);
+        assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+        assert_eq!(read(&path).unwrap(), tokens[0]);
+        // Nothing left aside.
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["admin.token"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn an_empty_token_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.token");
+        std::fs::write(&path, "  \n").unwrap();
+        let e = local_token(&path).unwrap_err();
+        assert!(e.to_string().contains("is empty"), "{e:#}");
+    }
 }
