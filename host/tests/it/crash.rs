@@ -86,10 +86,7 @@ fn host(manifest: &Path, brokers: &str, port: u16, failpoint: Option<&str>, log:
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
-        .env(
-            "RUST_LOG",
-            "warn,weir=info,deltalake_core::writer::stats=error",
-        )
+        .env("RUST_LOG", "warn,weir=info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());
     if let Some(point) = failpoint {
