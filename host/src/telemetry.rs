@@ -6,29 +6,41 @@ use tracing_subscriber::EnvFilter;
 /// What delta-rs and its kernel may log unless `RUST_LOG` names them: they
 /// log every snapshot and commit at `info`, a missing table (normal before
 /// the first commit) as an `error`, and a `warn` for every binary column of
-/// every file written (the dead-letter table's key and value): noise for
-/// weir's users.
-const QUIET: &str = "buoyant_kernel=off,deltalake_core=warn,deltalake_core::writer::stats=error";
+/// every file written (the dead-letter table's key and value); the embedded
+/// broker's storage logs its maintenance runs at `info`: noise for weir's
+/// users.
+const QUIET: &str =
+    "buoyant_kernel=off,deltalake_core=warn,deltalake_core::writer::stats=error,tansu_storage=warn";
 
 /// The filter for `RUST_LOG` = `user`: `info` when unset, delta-rs quiet
-/// unless a directive of `user` names it (later directives win).
-pub fn filter(user: Option<&str>) -> EnvFilter {
+/// unless a directive of `user` names it (later directives win). A `user`
+/// that does not parse is left out, and the error says why.
+pub fn filter(user: Option<&str>) -> (EnvFilter, Option<String>) {
     let user = user.map(str::trim).filter(|u| !u.is_empty());
-    EnvFilter::new(format!(
-        "info,{QUIET}{}",
-        user.map_or(String::new(), |u| format!(",{u}"))
-    ))
+    let (extra, error) = match user.map(|u| (u, EnvFilter::try_new(u))) {
+        Some((u, Ok(_))) => (format!(",{u}"), None),
+        Some((u, Err(e))) => (
+            String::new(),
+            Some(format!("ignoring RUST_LOG `{u}` ({e}); logging at info")),
+        ),
+        None => (String::new(), None),
+    };
+    (EnvFilter::new(format!("info,{QUIET}{extra}")), error)
 }
 
 /// Installs the global subscriber; call once, from `main`.
 pub fn init() {
     let user = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let (filter, error) = filter(user.as_deref());
     // Colours only on a terminal: escape codes in a log file or `docker logs` are noise.
     tracing_subscriber::fmt()
-        .with_env_filter(filter(user.as_deref()))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(error) = error {
+        tracing::warn!("{error}");
+    }
 }
 
 #[cfg(test)]
@@ -57,7 +69,7 @@ mod tests {
         let buffer = Buffer::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(filter(user))
+            .with_env_filter(filter(user).0)
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
@@ -68,6 +80,7 @@ mod tests {
             tracing::event!(target: "deltalake_core::kernel", Level::WARN, "delta warn");
             tracing::event!(target: "deltalake_core::writer::stats", Level::WARN, "stats warn");
             tracing::event!(target: "buoyant_kernel::snapshot", Level::ERROR, "kernel error");
+            tracing::event!(target: "tansu_storage::lite", Level::INFO, "vacuum info");
         });
         let bytes = buffer.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
@@ -96,5 +109,17 @@ mod tests {
             ))),
             ["delta info", "delta warn", "kernel error"]
         );
+    }
+
+    #[test]
+    fn a_rust_log_that_does_not_parse_is_reported_and_left_out() {
+        let (_, error) = filter(Some("weir=loud"));
+        let error = error.expect("an error");
+        assert!(error.contains("ignoring RUST_LOG `weir=loud`"), "{error}");
+        assert_eq!(
+            messages(&logged(Some("weir=loud"))),
+            ["weir info", "delta warn"]
+        );
+        assert_eq!(filter(Some("debug")).1, None);
     }
 }
