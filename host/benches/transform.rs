@@ -236,6 +236,18 @@ async fn start(
 
 /// Records per second from the first commit to the last (group join and
 /// the first batch excluded).
+/// CPU seconds (user + system) this process has used so far, from
+/// `/proc/self/stat` (Linux; `None` elsewhere).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line, in clock ticks (100 per second).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 async fn throughput(
     brokers: &str,
     transform: Arc<dyn Transform>,
@@ -246,20 +258,30 @@ async fn throughput(
     let (metrics, shutdown, task, _dir) =
         start(brokers, "bench_throughput", transform, batch).await?;
     let mut first: Option<(Instant, u64)> = None;
+    let mut cpu_first = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     let end = loop {
         let rows = rows_written(&metrics);
         if rows > 0 && first.is_none() {
             first = Some((Instant::now(), rows));
+            cpu_first = cpu_seconds();
         }
         if rows >= total || Instant::now() > deadline {
             break Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
+    let cpu_end = cpu_seconds();
     shutdown.cancel();
     task.await??;
     let (start, rows) = first.ok_or_else(|| anyhow::anyhow!("nothing written"))?;
+    if let (Some(a), Some(b)) = (cpu_first, cpu_end) {
+        // How busy the host was: below 100 % of one core, it waited.
+        eprintln!(
+            "host cpu while writing: {:.0} % of one core",
+            100.0 * (b - a) / (end - start).as_secs_f64()
+        );
+    }
     #[expect(clippy::cast_precision_loss, reason = "a rate")]
     Ok((total - rows) as f64 / (end - start).as_secs_f64())
 }
@@ -468,12 +490,22 @@ fn main() -> anyhow::Result<()> {
 
         let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let rounds = if full { 3 } else { 1 };
+        // For profiling the whole path with one transform
+        // (`WEIR_BENCH_ONLY_THROUGHPUT=native` or `=wasm`).
+        let only = std::env::var("WEIR_BENCH_ONLY_THROUGHPUT").ok();
         for _ in 0..rounds {
             for (name, transform) in [("wasm", &wasm), ("native", &native)] {
+                if only.as_deref().is_some_and(|only| only != name) {
+                    continue;
+                }
                 let rate = throughput(&brokers, Arc::clone(transform), total as u64).await?;
                 eprintln!("{name}: {rate:.0} records/s");
                 rates.entry(name).or_default().push(rate);
             }
+        }
+        if only.is_some() {
+            eprintln!("throughput: {rates:?}");
+            std::process::exit(0);
         }
         let latency_messages = vehicle_messages(rate * latency_seconds);
         let mut latencies = BTreeMap::new();
