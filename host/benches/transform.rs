@@ -234,8 +234,6 @@ async fn start(
     Ok((metrics, shutdown, task, dir))
 }
 
-/// Records per second from the first commit to the last (group join and
-/// the first batch excluded).
 /// CPU seconds (user + system) this process has used so far, from
 /// `/proc/self/stat` (Linux; `None` elsewhere).
 fn cpu_seconds() -> Option<f64> {
@@ -248,6 +246,8 @@ fn cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// Records per second from the first commit to the last (group join and
+/// the first batch excluded).
 async fn throughput(
     brokers: &str,
     transform: Arc<dyn Transform>,
