@@ -57,16 +57,14 @@ impl Feeds {
     /// The encoded feed at `PATHS[index]` for time `t`, generated on the
     /// first request for `t`.
     fn body(&self, index: usize, t: u64) -> Bytes {
-        let cached = |encoded: &[Option<(u64, Bytes)>; PATHS.len()]| {
-            encoded[index]
-                .as_ref()
-                .filter(|(at, _)| *at == t)
-                .map(|(_, body)| body.clone())
-        };
-        if let Some(body) = cached(&self.encoded.lock().unwrap_or_else(PoisonError::into_inner)) {
-            return body;
+        if let Some((at, body)) =
+            &self.encoded.lock().unwrap_or_else(PoisonError::into_inner)[index]
+            && *at == t
+        {
+            return body.clone();
         }
         // Generated outside the lock: a large feed takes milliseconds.
+        // The arms follow the order of `PATHS`.
         let message = match index {
             0 => self.sample.vehicle_positions(t),
             1 => self.sample.trip_updates(t),
