@@ -224,6 +224,7 @@ async fn start(
             app: "bench".to_owned(),
             brokers: brokers.to_owned(),
             host_id: "bench".to_owned(),
+            ownership: weir::trigger::kafka::Ownership::Group,
         },
         transform,
         Arc::clone(&metrics),

@@ -85,6 +85,9 @@ pub struct Metrics {
     pub feed_refresh_interval: GaugeVec,
     /// `weir_feed_unchanged_total{function,feed}`: fetches whose header timestamp had not advanced.
     pub feed_unchanged: IntCounterVec,
+    /// `weir_feed_invalid_strings_total{function,feed}`: string fields that were
+    /// not valid text in the feed's encoding and were decoded with U+FFFD.
+    pub feed_invalid_strings: IntCounterVec,
     /// `weir_kafka_produced_total{function,topic}`: messages acknowledged by the brokers.
     pub kafka_produced: IntCounterVec,
     /// `weir_kafka_produce_errors_total{function,topic}`: messages the brokers did not acknowledge.
@@ -93,6 +96,12 @@ pub struct Metrics {
     pub kafka_consumer_lag: IntGaugeVec,
     /// `weir_kafka_partition_stopped{function,topic,partition}` = 1 for a partition refused because its offsets went backwards.
     pub kafka_partition_stopped: IntGaugeVec,
+    /// `weir_kafka_assigned_partitions{function}`: partitions of its topics this host's trigger owns now.
+    pub kafka_assigned_partitions: IntGaugeVec,
+    /// `weir_kafka_topic_lag{function,topic}`: messages of a topic not yet
+    /// committed by the trigger's group, over every partition, whoever owns
+    /// it (probed from the brokers, so it is known while the host owns none).
+    pub kafka_topic_lag: IntGaugeVec,
     /// `weir_batch_records{function}`: messages per batch handed to a transform.
     pub batch_records: HistogramVec,
     /// `weir_delta_rows_written_total{function,table}`: rows committed.
@@ -232,6 +241,12 @@ impl Metrics {
                 "Fetches whose feed header timestamp had not advanced; nothing was published.",
                 &["function", "feed"],
             ),
+            feed_invalid_strings: counter(
+                &registry,
+                "weir_feed_invalid_strings_total",
+                "Feed string fields that were not valid text in the feed's encoding; decoded with replacement characters.",
+                &["function", "feed"],
+            ),
             kafka_produced: counter(
                 &registry,
                 "weir_kafka_produced_total",
@@ -255,6 +270,18 @@ impl Metrics {
                 "weir_kafka_partition_stopped",
                 "1 for a partition the host refuses because its offsets went backwards (see the log).",
                 &["function", "topic", "partition"],
+            ),
+            kafka_assigned_partitions: gauge(
+                &registry,
+                "weir_kafka_assigned_partitions",
+                "Partitions of its topics the trigger owns on this host.",
+                &["function"],
+            ),
+            kafka_topic_lag: gauge(
+                &registry,
+                "weir_kafka_topic_lag",
+                "Messages of a topic not yet committed by the trigger's group, all partitions, whichever host owns them.",
+                &["function", "topic"],
             ),
             batch_records: register(
                 &registry,
@@ -391,10 +418,21 @@ impl Metrics {
     /// Creates the zero series of a cron trigger's feed and output topics.
     pub fn init_feed(&self, function: &str, feed: &str, topics: &[String]) {
         self.feed_unchanged.with_label_values(&[function, feed]);
+        self.feed_invalid_strings
+            .with_label_values(&[function, feed]);
         for topic in topics {
             self.kafka_produced.with_label_values(&[function, topic]);
             self.kafka_produce_errors
                 .with_label_values(&[function, topic]);
+        }
+    }
+
+    /// Creates the zero series of a Kafka trigger's partitions and topics.
+    pub fn init_consumer(&self, function: &str, topics: &[String]) {
+        self.kafka_assigned_partitions
+            .with_label_values(&[function]);
+        for topic in topics {
+            self.kafka_topic_lag.with_label_values(&[function, topic]);
         }
     }
 

@@ -23,7 +23,7 @@ use crate::runtime::{Runtime, RuntimeConfig, World};
 use crate::sink::kafka::{KafkaSink, KafkaSinkConfig};
 use crate::trigger::Trigger;
 use crate::trigger::cron::{CronRunner, Publish};
-use crate::trigger::kafka::{KafkaRunner, RunnerConfig};
+use crate::trigger::kafka::{KafkaRunner, Ownership, RunnerConfig};
 
 /// Everything `weir up` needs, already read from files and environment.
 #[derive(Debug, Clone)]
@@ -196,6 +196,12 @@ impl Host {
                             app: manifest.application.name.clone(),
                             brokers,
                             host_id: host_id.clone(),
+                            // Only this host consumes from its embedded broker.
+                            ownership: if broker.is_some() {
+                                Ownership::All
+                            } else {
+                                Ownership::Group
+                            },
                         },
                         function,
                         Arc::clone(&metrics),

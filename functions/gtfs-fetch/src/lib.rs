@@ -2,7 +2,10 @@
 //! `feed_url` through the host's outbound HTTP, decode it, and send one JSON
 //! message per entity to the Kafka topic in variable `topic`, keyed by
 //! vehicle id (vehicles) or entity id. A feed whose header timestamp has not
-//! advanced since the last published one sends nothing.
+//! advanced since the last published one sends nothing. String fields that
+//! are not UTF-8 are transcoded from variable `feed_encoding` (a WHATWG
+//! label such as `shift_jis`) when it is set, else decoded with U+FFFD;
+//! either way the feed is published and the invalid ones are counted.
 //!
 //! Written with spin-sdk 7 (variables, outbound HTTP) like any Spin
 //! component; the cron export and the `producer` / `feed` imports come from
@@ -35,6 +38,16 @@ async fn variable(name: &str) -> Result<String, String> {
         .map_err(|e| format!("variable `{name}`: {e:?}"))
 }
 
+/// A variable that may be left undefined.
+async fn optional_variable(name: &str) -> Result<Option<String>, String> {
+    match spin_sdk::variables::get(name).await {
+        Ok(value) if value.trim().is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value)),
+        Err(spin_sdk::variables::Error::Undefined(_)) => Ok(None),
+        Err(e) => Err(format!("variable `{name}`: {e:?}")),
+    }
+}
+
 async fn fetch_and_send() -> Result<(), String> {
     let url = variable("feed_url").await?;
     let topic = variable("topic").await?;
@@ -50,10 +63,35 @@ async fn fetch_and_send() -> Result<(), String> {
         .bytes()
         .await
         .map_err(|e| format!("reading the body of {url} failed: {e:?}"))?;
-    let feed = gtfs_rt::decode(&body).map_err(|e| match std::error::Error::source(&e) {
-        Some(cause) => format!("{url}: {e}: {cause}"),
-        None => format!("{url}: {e}"),
-    })?;
+    let legacy = match optional_variable("feed_encoding").await? {
+        Some(label) => Some(gtfs_rt::encoding(&label).map_err(|e| format!("feed_encoding: {e}"))?),
+        None => None,
+    };
+    let decoded =
+        gtfs_rt::decode_with(&body, legacy).map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!("{url}: {e}: {cause}"),
+            None => format!("{url}: {e}"),
+        })?;
+    let repairs = decoded.repairs;
+    if repairs.invalid > 0 {
+        feed::invalid_strings(repairs.invalid);
+        eprintln!(
+            "{url}: {} string field(s) were not valid text and hold U+FFFD instead{}",
+            repairs.invalid,
+            if legacy.is_none() {
+                " (set the trigger variable feed_encoding if the feed uses a legacy encoding)"
+            } else {
+                ""
+            }
+        );
+    }
+    if repairs.transcoded > 0 {
+        eprintln!(
+            "{url}: {} string field(s) transcoded to UTF-8",
+            repairs.transcoded
+        );
+    }
+    let feed = decoded.feed;
     if let Some(timestamp) = feed.header.timestamp
         && feed::observe(timestamp, body.len() as u64) == Freshness::Unchanged
     {

@@ -9,6 +9,7 @@ pub mod message;
 pub mod row;
 #[cfg(feature = "sample")]
 pub mod sample;
+pub mod text;
 
 /// Generated from `proto/gtfs-realtime.proto` (package `transit_realtime`).
 #[allow(clippy::all, reason = "generated code")]
@@ -21,6 +22,7 @@ include!(concat!(env!("OUT_DIR"), "/enum_names.rs"));
 use prost::Message as _;
 
 pub use json::{EntityMessage, messages};
+pub use text::{Repairs, encoding};
 
 /// Why bytes are not a GTFS-Realtime feed.
 #[derive(Debug, thiserror::Error)]
@@ -39,15 +41,54 @@ pub enum DecodeError {
     },
 }
 
-/// Decodes one `FeedMessage`. Unknown fields and extensions are skipped.
+/// Decodes one `FeedMessage`; string fields that are not UTF-8 are decoded
+/// with U+FFFD (see [`decode_with`]). Unknown fields and extensions are skipped.
 pub fn decode(bytes: &[u8]) -> Result<pb::FeedMessage, DecodeError> {
+    decode_with(bytes, None).map(|d| d.feed)
+}
+
+/// A decoded feed and what was done to its strings that were not UTF-8.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The feed.
+    pub feed: pb::FeedMessage,
+    /// String fields rewritten because they were not UTF-8.
+    pub repairs: Repairs,
+}
+
+/// Decodes one `FeedMessage` whose string fields may not all be UTF-8:
+/// those that are not are decoded from `legacy` (the feed's declared
+/// encoding, e.g. Shift-JIS) if given, and with U+FFFD for whatever is not
+/// valid text; [`Decoded::repairs`] counts them. Valid UTF-8 is kept as is,
+/// and a feed that is all UTF-8 costs nothing extra.
+pub fn decode_with(
+    bytes: &[u8],
+    legacy: Option<&'static encoding_rs::Encoding>,
+) -> Result<Decoded, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
-    pb::FeedMessage::decode(bytes).map_err(|source| DecodeError::Protobuf {
+    let source = match pb::FeedMessage::decode(bytes) {
+        Ok(feed) => {
+            return Ok(Decoded {
+                feed,
+                repairs: Repairs::default(),
+            });
+        }
+        Err(e) => e,
+    };
+    let protobuf = |source| DecodeError::Protobuf {
         len: bytes.len(),
         source,
-    })
+    };
+    match text::repair(bytes, legacy) {
+        Some((repaired, repairs)) if repairs != Repairs::default() => {
+            let feed = pb::FeedMessage::decode(repaired.as_slice()).map_err(protobuf)?;
+            Ok(Decoded { feed, repairs })
+        }
+        // Nothing to repair (or not walkable): broken for another reason.
+        _ => Err(protobuf(source)),
+    }
 }
 
 /// Encodes a `FeedMessage` (used by the sample generator and tests).

@@ -283,6 +283,42 @@ pub fn yyyymmdd(t: u64) -> String {
     crate::date::yyyymmdd(i64::try_from(t).unwrap_or(i64::MAX))
 }
 
+/// A string of `len` bytes that stands for raw bytes in a feed being built
+/// (see [`with_raw_text`]); `index` tells the placeholders apart.
+pub fn placeholder(index: usize, len: usize) -> String {
+    let mut text = format!("<{index}");
+    while text.len() < len {
+        text.push('#');
+    }
+    text
+}
+
+/// `feed` encoded, with each placeholder `placeholder(i, raw[i].len())` it
+/// holds swapped for `raw[i]`: a feed whose strings carry bytes that are
+/// not UTF-8 (legacy encodings, cut characters), as some producers send,
+/// which prost cannot encode. Equal lengths keep every length prefix right.
+///
+/// # Panics
+/// If a placeholder is missing from the feed, or `raw[i]` is too short to
+/// hold one (fewer bytes than `<` and the index).
+pub fn with_raw_text(feed: &FeedMessage, raw: &[Vec<u8>]) -> Vec<u8> {
+    let mut bytes = crate::encode(feed);
+    for (i, raw) in raw.iter().enumerate() {
+        let marker = placeholder(i, raw.len()).into_bytes();
+        assert_eq!(
+            marker.len(),
+            raw.len(),
+            "raw text {i} is too short for a placeholder"
+        );
+        let at = bytes
+            .windows(marker.len())
+            .position(|w| w == marker.as_slice())
+            .unwrap_or_else(|| panic!("placeholder {i} is not in the feed"));
+        bytes[at..at + raw.len()].copy_from_slice(raw);
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Sample, yyyymmdd};

@@ -38,6 +38,16 @@ struct DecodeArgs {
     /// Print message counts per entity type and the header timestamp instead of the messages.
     #[arg(long)]
     summary: bool,
+    /// The feed's legacy text encoding, a WHATWG label such as `shift_jis`
+    /// (the trigger variable `feed_encoding` of `weir up`): strings that
+    /// are not UTF-8 are transcoded from it instead of holding U+FFFD.
+    #[arg(long, value_name = "LABEL", value_parser = encoding_label)]
+    encoding: Option<String>,
+}
+
+/// A label encoding_rs knows, checked before the component runs.
+fn encoding_label(label: &str) -> Result<String, String> {
+    gtfs_rt::encoding(label).map(|_| label.to_owned())
 }
 
 impl FeedArgs {
@@ -78,12 +88,16 @@ impl DecodeArgs {
             Arc::new(Metrics::new()),
         )?);
         let component = runtime.load_file(&id, &config.source, World::Fetcher, settings)?;
+        let mut variables = BTreeMap::from([
+            ("feed_url".to_owned(), url),
+            ("topic".to_owned(), "decoded".to_owned()),
+        ]);
+        if let Some(label) = self.encoding {
+            variables.insert("feed_encoding".to_owned(), label);
+        }
         let invocation = CronInvocation {
             outputs: Arc::from(vec!["decoded".to_owned()]),
-            variables: BTreeMap::from([
-                ("feed_url".to_owned(), url),
-                ("topic".to_owned(), "decoded".to_owned()),
-            ]),
+            variables,
             feed: None,
         };
         let (result, output) = component.handle_cron(0, invocation).await;

@@ -1,6 +1,7 @@
 //! The `feed` import and the ledger behind it: the header timestamp of the
 //! last published feed per trigger, kept in a small JSON file so that an
-//! unchanged feed is still recognised after a restart.
+//! unchanged feed is still recognised after a restart; and the count of a
+//! feed's strings that were not valid text.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -159,6 +160,16 @@ impl FeedObservation {
 }
 
 impl Host for State {
+    fn invalid_strings(&mut self, count: u64) {
+        if let Some(observation) = &self.feed {
+            observation
+                .metrics
+                .feed_invalid_strings
+                .with_label_values(&[&*observation.function, &observation.feed])
+                .inc_by(count);
+        }
+    }
+
     fn observe(&mut self, header_timestamp: u64, _body_bytes: u64) -> Freshness {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -23,9 +23,9 @@ use crate::support::{free_port, sample};
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
 /// A child process killed (SIGKILL) when dropped.
-struct Process {
-    child: Child,
-    _stdout: Option<ChildStdout>,
+pub(crate) struct Process {
+    pub(crate) child: Child,
+    pub(crate) _stdout: Option<ChildStdout>,
 }
 
 impl Drop for Process {
@@ -37,7 +37,7 @@ impl Drop for Process {
 
 /// `weir dev-broker` on a free port; returns it and its bootstrap address.
 /// Its log (with the group coordinator's decisions) goes to `dir`.log.
-fn broker(dir: &Path) -> (Process, String) {
+pub(crate) fn broker(dir: &Path) -> (Process, String) {
     let mut child = Command::new(WEIR)
         .args(["dev-broker", "--port", "0", "--data-dir"])
         .arg(dir)
@@ -130,7 +130,7 @@ fn show_logs_if_short(
 }
 
 /// Prints the end of every log under `dir`.
-fn show_logs(dir: &Path) {
+pub(crate) fn show_logs(dir: &Path) {
     let mut logs: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
@@ -169,10 +169,10 @@ fn stream(
 
 /// A small deterministic generator, seeded from the clock (and printed, so
 /// a failing run can be replayed).
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self, below: u64) -> u64 {
+    pub(crate) fn next(&mut self, below: u64) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut x = self.0;
         x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

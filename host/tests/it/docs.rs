@@ -87,12 +87,12 @@ fn block(name: &str) -> Block {
 }
 
 /// A fresh copy of the project a reader has after cloning and building.
-struct Project {
+pub(crate) struct Project {
     dir: tempfile::TempDir,
 }
 
 impl Project {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let port = free_port();
@@ -137,7 +137,7 @@ impl Project {
         Self { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -255,8 +255,8 @@ async fn read_all(mut from: impl tokio::io::AsyncRead + Unpin) -> String {
 /// What a table holds: rows per (partition, offset), and how many rows
 /// are exact copies of another.
 #[derive(Debug, Default)]
-struct Contents {
-    per_offset: BTreeMap<(i32, i64), usize>,
+pub(crate) struct Contents {
+    pub(crate) per_offset: BTreeMap<(i32, i64), usize>,
     copies: usize,
 }
 
@@ -297,7 +297,7 @@ async fn contents(uri: &Path) -> Contents {
 }
 
 /// Dead letters of `topic` by (partition, offset).
-async fn dead_letters(uri: &Path, topic: &str) -> BTreeMap<(i32, i64), usize> {
+pub(crate) async fn dead_letters(uri: &Path, topic: &str) -> BTreeMap<(i32, i64), usize> {
     let mut seen = BTreeMap::new();
     let Ok(table) = read::open(&uri.display().to_string()).await else {
         return seen;
@@ -318,7 +318,7 @@ async fn dead_letters(uri: &Path, topic: &str) -> BTreeMap<(i32, i64), usize> {
 }
 
 /// The three tables and their topics.
-const TABLES: [(&str, &str); 3] = [
+pub(crate) const TABLES: [(&str, &str); 3] = [
     ("vehicle_positions", "vehicle_topic"),
     ("trip_updates", "trip_update_topic"),
     ("alerts", "alert_topic"),
@@ -327,7 +327,7 @@ const TABLES: [(&str, &str); 3] = [
 /// Each table's contents, after checking that every message of its topic
 /// so far is either rows or one dead letter, never both, never twice, and
 /// that no row is written twice.
-async fn exactly_once(data: &Path) -> BTreeMap<&'static str, Contents> {
+pub(crate) async fn exactly_once(data: &Path) -> BTreeMap<&'static str, Contents> {
     let mut all = BTreeMap::new();
     for (table, topic) in TABLES {
         let rows = contents(&data.join(table)).await;

@@ -218,3 +218,146 @@ async fn broken_feeds_fail_with_specific_errors_and_metrics() {
         "{text}"
     );
 }
+
+/// A Japanese operator's vehicle feed as some send it: labels and trip ids
+/// in Shift-JIS inside `string` fields; and the same feed's trip id cut in
+/// the middle of a UTF-8 character.
+fn shift_jis_feed() -> (Vec<u8>, [&'static str; 2]) {
+    let texts = ["都営大江戸線 上野御徒町", "平日_0712"];
+    let raw: Vec<Vec<u8>> = texts
+        .iter()
+        .map(|t| encoding_rs::SHIFT_JIS.encode(t).0.into_owned())
+        .chain([vec![b'T', 0xE9, 0xA7]])
+        .collect();
+    let entity = |id: &str, label: String, trip: String| pb::FeedEntity {
+        id: id.to_owned(),
+        vehicle: Some(pb::VehiclePosition {
+            trip: Some(pb::TripDescriptor {
+                trip_id: Some(trip),
+                ..Default::default()
+            }),
+            vehicle: Some(pb::VehicleDescriptor {
+                id: Some(id.to_owned()),
+                label: Some(label),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let hole = |i: usize| gtfs_rt::sample::placeholder(i, raw[i].len());
+    let feed = pb::FeedMessage {
+        header: pb::FeedHeader {
+            gtfs_realtime_version: "1.0".into(),
+            timestamp: Some(1_764_000_000),
+            ..Default::default()
+        },
+        entity: vec![
+            entity("V1", hole(0), hole(1)),
+            entity("V2", "ascii label".to_owned(), hole(2)),
+        ],
+    };
+    (gtfs_rt::sample::with_raw_text(&feed, &raw), texts)
+}
+
+#[tokio::test]
+async fn legacy_text_is_transcoded_with_feed_encoding_and_replaced_and_counted_without() {
+    let (bytes, [label, trip]) = shift_jis_feed();
+    let app = Router::new().route("/sjis", get(move || async move { bytes }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let rt = runtime();
+    let settings = ComponentSettings {
+        allowed_outbound_hosts: vec![format!("http://127.0.0.1:{port}")],
+        ..Default::default()
+    };
+    let fetcher = rt
+        .load_file(
+            "gtfs-fetch",
+            &function("gtfs-fetch"),
+            World::Fetcher,
+            settings,
+        )
+        .unwrap();
+    let fetch = |encoding: Option<&str>| {
+        let mut variables = BTreeMap::from([
+            (
+                "feed_url".to_owned(),
+                format!("http://127.0.0.1:{port}/sjis"),
+            ),
+            ("topic".to_owned(), "t".to_owned()),
+        ]);
+        if let Some(label) = encoding {
+            variables.insert("feed_encoding".to_owned(), label.to_owned());
+        }
+        let feed = weir::host::feed::FeedObservation::new(
+            "odpt".to_owned(),
+            None,
+            Arc::from("gtfs-fetch"),
+            Arc::clone(rt.metrics()),
+        );
+        let invocation = CronInvocation {
+            outputs: Arc::from(vec!["t".to_owned()]),
+            variables,
+            feed: Some(feed),
+        };
+        let fetcher = &fetcher;
+        async move { fetcher.handle_cron(1, invocation).await }
+    };
+    let vehicles = |messages: &[weir::host::producer::OutMessage]| -> Vec<serde_json::Value> {
+        messages
+            .iter()
+            .map(|m| {
+                serde_json::from_slice::<serde_json::Value>(&m.value).unwrap()["vehicle"].clone()
+            })
+            .collect()
+    };
+    let invalid = || {
+        sample(
+            &rt.metrics().encode(),
+            r#"weir_feed_invalid_strings_total{feed="odpt",function="gtfs-fetch"}"#,
+        )
+    };
+
+    // Without an encoding: the feed publishes, U+FFFD where text was not UTF-8.
+    let (result, output) = fetch(None).await;
+    let sent = vehicles(&result.unwrap().messages);
+    assert_eq!(sent.len(), 2);
+    for text in [&sent[0]["vehicle"]["label"], &sent[0]["trip"]["trip_id"]] {
+        assert!(text.as_str().unwrap().contains('\u{FFFD}'), "{text}");
+    }
+    assert_eq!(sent[1]["trip"]["trip_id"], "T\u{FFFD}");
+    assert_eq!(sent[1]["vehicle"]["label"], "ascii label");
+    assert_eq!(sent[1]["vehicle"]["id"], "V2");
+    assert_eq!(invalid(), Some(3.0));
+    assert!(
+        output
+            .stderr
+            .contains("3 string field(s) were not valid text"),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("feed_encoding"), "{}", output.stderr);
+
+    // With the operator's encoding: the text as meant; the cut UTF-8 (a
+    // lone lead byte's partner missing) reads as whatever Shift-JIS makes of it.
+    let (result, output) = fetch(Some("shift_jis")).await;
+    let sent = vehicles(&result.unwrap().messages);
+    assert_eq!(sent[0]["vehicle"]["label"], label);
+    assert_eq!(sent[0]["trip"]["trip_id"], trip);
+    assert_eq!(sent[1]["vehicle"]["label"], "ascii label");
+    assert!(
+        output.stderr.contains("transcoded to UTF-8"),
+        "{}",
+        output.stderr
+    );
+
+    // An encoding nobody knows fails the invocation, saying which.
+    let (result, _) = fetch(Some("klingon")).await;
+    let message = guest_error(result.map(|r| r.messages));
+    assert!(
+        message.contains("feed_encoding") && message.contains("`klingon`"),
+        "{message}"
+    );
+}

@@ -1,19 +1,38 @@
 //! The consumer side of the Kafka trigger: a group member whose rebalance
 //! callbacks pause newly assigned partitions and hand the change to the run
-//! loop, which reads the Delta log before letting them flow (DESIGN.md §5.2).
+//! loop, which reads the Delta log before letting them flow (DESIGN.md §5.2);
+//! or, on a broker only this host uses, the owner of every partition by
+//! direct assignment. Also probes each topic's lag, owned or not.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::ClientContext;
+use rdkafka::Offset;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
+
+/// How a trigger comes to own partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ownership {
+    /// Join the trigger's consumer group: the brokers spread the partitions
+    /// over the hosts and move them when one comes or goes (a real cluster).
+    #[default]
+    Group,
+    /// Take every partition of the topics directly, without joining a group:
+    /// for a broker no other host consumes from, the embedded one of local
+    /// mode. tansu 0.6's group coordinator keeps a crashed member's
+    /// assignment until its session times out, so a restarted host would own
+    /// nothing meanwhile (docs/decisions.md). Offsets are still committed
+    /// under the group's name, for lag.
+    All,
+}
 
 /// A change of the partitions this member owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +90,15 @@ impl ConsumerContext for Context {
     }
 }
 
+impl Context {
+    /// Hands a change made outside a rebalance (a direct assignment) to the
+    /// run loop, as the rebalance callback does.
+    fn announce(&self, event: Assignment) {
+        tracing::info!(function = %self.function, ?event, "partitions assigned directly");
+        let _ = self.events.send(event);
+    }
+}
+
 fn partitions(list: &TopicPartitionList) -> Vec<(String, i32)> {
     list.elements()
         .iter()
@@ -115,4 +143,67 @@ pub fn one(topic: &str, partition: i32) -> TopicPartitionList {
     let mut list = TopicPartitionList::new();
     list.add_partition(topic, partition);
     list
+}
+
+/// Every partition of `topics`, from the brokers' metadata.
+fn all_partitions(
+    consumer: &StreamConsumer<Context>,
+    topics: &[String],
+    timeout: Duration,
+) -> KafkaResult<TopicPartitionList> {
+    let mut list = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for t in metadata.topics() {
+            if let Some(e) = t.error() {
+                return Err(KafkaError::MetadataFetch(e.into()));
+            }
+            for p in t.partitions() {
+                list.add_partition(t.name(), p.id());
+            }
+        }
+    }
+    Ok(list)
+}
+
+/// Takes every partition of `topics` (paused, like a rebalance's) and
+/// announces them to the run loop, which positions each from the Delta log.
+/// Blocking: metadata is a round trip to the brokers.
+pub fn assign_all(
+    consumer: &StreamConsumer<Context>,
+    topics: &[String],
+    timeout: Duration,
+) -> KafkaResult<usize> {
+    let list = all_partitions(consumer, topics, timeout)?;
+    consumer.assign(&list)?;
+    consumer.pause(&list)?;
+    consumer
+        .context()
+        .announce(Assignment::Assigned(partitions(&list)));
+    Ok(list.count())
+}
+
+/// Messages per topic not yet committed by the consumer's group, over every
+/// partition of `topics` whoever owns it: high watermark − committed offset,
+/// or − the low watermark where the group committed nothing. Blocking.
+pub fn topic_lag(
+    consumer: &StreamConsumer<Context>,
+    topics: &[String],
+    timeout: Duration,
+) -> KafkaResult<Vec<(String, i64)>> {
+    let list = all_partitions(consumer, topics, timeout)?;
+    let committed = consumer.committed_offsets(list, timeout)?;
+    let mut lag: Vec<(String, i64)> = topics.iter().map(|t| (t.clone(), 0)).collect();
+    for element in committed.elements() {
+        let (topic, partition) = (element.topic(), element.partition());
+        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        let from = match element.offset() {
+            Offset::Offset(committed) => committed.max(low),
+            _ => low,
+        };
+        if let Some((_, sum)) = lag.iter_mut().find(|(t, _)| t == topic) {
+            *sum += (high - from).max(0);
+        }
+    }
+    Ok(lag)
 }

@@ -11,5 +11,6 @@ mod transform;
 pub use config::{
     BatchConfig, KafkaApplicationConfig, KafkaTrigger, KafkaTriggerConfig, TableConfig, TableTarget,
 };
+pub use consumer::Ownership;
 pub use runner::{KafkaRunner, RunnerConfig};
 pub use transform::{Transform, TransformSource};

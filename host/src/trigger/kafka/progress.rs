@@ -52,6 +52,11 @@ impl Progress {
         }
     }
 
+    /// How many partitions are owned, whatever their state.
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
     /// The versions of a ready partition.
     pub fn versions(&self, topic: &str, partition: i32) -> Option<&[Option<i64>]> {
         match self.parts.get(&(topic.to_owned(), partition)) {

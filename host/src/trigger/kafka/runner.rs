@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::KafkaTrigger;
-use super::consumer::{self, Assignment, Context};
+use super::consumer::{self, Assignment, Context, Ownership};
 use super::progress::{PartState, Partition, Progress, start_offset};
 use super::transform::{Transform, TransformSource};
 use crate::failpoint;
@@ -28,6 +28,10 @@ use crate::sink::delta::{
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// Longest back-off between attempts to re-read a partition's tables.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often every partition's lag is probed (`weir_kafka_topic_lag`).
+const LAG_PROBE_EVERY: Duration = Duration::from_secs(10);
+/// How long a metadata, watermark or offset request may take.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a runner needs besides its component.
 #[derive(Debug, Clone)]
@@ -40,6 +44,8 @@ pub struct RunnerConfig {
     pub brokers: String,
     /// This host's id, recorded in every commit.
     pub host_id: String,
+    /// Group membership, or every partition directly (embedded broker).
+    pub ownership: Ownership,
 }
 
 /// One Kafka trigger, running.
@@ -188,10 +194,29 @@ impl KafkaRunner {
             Arc::clone(&metrics),
         )
         .with_context(|| format!("trigger `{}`: creating the consumer", trigger.id))?;
-        let topics: Vec<&str> = trigger.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .with_context(|| format!("trigger `{}`: subscribing to {topics:?}", trigger.id))?;
+        metrics.init_consumer(&function, &trigger.topics);
+        let consumer = Arc::new(consumer);
+        match config.ownership {
+            Ownership::Group => {
+                let topics: Vec<&str> = trigger.topics.iter().map(String::as_str).collect();
+                consumer.subscribe(&topics).with_context(|| {
+                    format!("trigger `{}`: subscribing to {topics:?}", trigger.id)
+                })?;
+            }
+            Ownership::All => {
+                let (consumer, topics) = (Arc::clone(&consumer), trigger.topics.clone());
+                tokio::task::spawn_blocking(move || {
+                    consumer::assign_all(&consumer, &topics, BROKER_TIMEOUT)
+                })
+                .await?
+                .with_context(|| {
+                    format!(
+                        "trigger `{}`: assigning every partition of {:?}",
+                        trigger.id, trigger.topics
+                    )
+                })?;
+            }
+        }
         let info = CommitInfo {
             function,
             // Set from the version checked out for each batch.
@@ -204,7 +229,7 @@ impl KafkaRunner {
             app: config.app,
             source,
             tables,
-            consumer: Arc::new(consumer),
+            consumer,
             events,
             progress: Progress::default(),
             info,
@@ -217,6 +242,13 @@ impl KafkaRunner {
     /// processed and committed.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(trigger = %self.trigger.id, function = %self.info.function, topics = ?self.trigger.topics, group = %self.trigger.group, "kafka trigger started");
+        tokio::spawn(probe_lag(
+            Arc::clone(&self.consumer),
+            self.trigger.topics.clone(),
+            self.info.function.clone(),
+            Arc::clone(&self.metrics),
+            shutdown.clone(),
+        ));
         loop {
             let batch = self.collect(&shutdown).await;
             if !batch.is_empty() {
@@ -306,6 +338,10 @@ impl KafkaRunner {
                     }
                 }
             }
+            self.metrics
+                .kafka_assigned_partitions
+                .with_label_values(&[&self.info.function])
+                .set(i64::try_from(self.progress.len()).unwrap_or(i64::MAX));
         }
         revoked
     }
@@ -702,6 +738,38 @@ impl KafkaRunner {
             && let Err(e) = self.consumer.commit(&list, CommitMode::Async)
         {
             tracing::debug!(error = %e, "offset commit failed (lag metrics only)");
+        }
+    }
+}
+
+/// Sets `weir_kafka_topic_lag` for every topic every [`LAG_PROBE_EVERY`]
+/// until `shutdown`: the lag of partitions this host does not own too, so
+/// a trigger left without partitions while messages wait is visible.
+async fn probe_lag(
+    consumer: Arc<StreamConsumer<Context>>,
+    topics: Vec<String>,
+    function: String,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (c, t) = (Arc::clone(&consumer), topics.clone());
+        match tokio::task::spawn_blocking(move || consumer::topic_lag(&c, &t, BROKER_TIMEOUT)).await
+        {
+            Ok(Ok(lags)) => {
+                for (topic, lag) in lags {
+                    metrics
+                        .kafka_topic_lag
+                        .with_label_values(&[&function, &topic])
+                        .set(lag);
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(function, error = %e, "cannot probe the topics' lag"),
+            Err(e) => tracing::warn!(function, error = %e, "the lag probe panicked"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(LAG_PROBE_EVERY) => {}
         }
     }
 }
