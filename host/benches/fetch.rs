@@ -15,11 +15,11 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use tokio_util::sync::CancellationToken;
 use weir::devfeed::{self, FeedClock};
-use weir::host::producer::OutMessage;
+use weir::imports::producer::OutMessage;
 use weir::manifest::Limits;
 use weir::runtime::{ComponentSettings, CronInvocation};
+use weir::sink::Publish as _;
 use weir::sink::kafka::{KafkaSink, KafkaSinkConfig};
-use weir::trigger::cron::Publish as _;
 use weir::{Metrics, Runtime, RuntimeConfig, World};
 
 #[path = "../tests/guests/locate.rs"]

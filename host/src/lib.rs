@@ -6,12 +6,13 @@
 //! - [`manifest`]: parse and validate `spin.toml` (Spin v2 + weir's trigger tables).
 //! - [`runtime`]: the wasmtime engine, component loading, hard per-invocation limits.
 //! - `bindings`: the one `bindgen!` of `wit/` (private).
-//! - [`host`]: capabilities offered to guests (the Kafka `producer` outbox).
+//! - [`imports`]: what guests may call: outbound HTTP, variables, the Kafka
+//!   `producer` outbox, the `feed` ledger.
 //! - [`trigger`]: `cron` and `kafka` triggers, their config and run loops.
 //! - [`sink`]: where output goes (the Kafka producer, Delta tables and their dead-letter table).
 //! - [`metrics`]: every metric name and label, in one registry.
 //! - [`broker`]: the embedded Kafka-protocol broker of local mode (tansu).
-//! - [`functions`]: the running version of every function; deploy, rollback, `--watch`.
+//! - [`versions`]: the running version of every function; deploy, rollback, `--watch`.
 //! - [`admin`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`, the function API).
 //! - [`devfeed`]: a local server replaying generated GTFS-RT feeds.
 //! - [`failpoint`]: named crash points for the kill -9 tests.
@@ -24,8 +25,7 @@ pub mod broker;
 pub mod cli;
 pub mod devfeed;
 pub mod failpoint;
-pub mod functions;
-pub mod host;
+pub mod imports;
 pub mod manifest;
 pub mod metrics;
 pub mod run;
@@ -34,6 +34,7 @@ pub mod sink;
 pub mod status;
 pub mod telemetry;
 pub mod trigger;
+pub mod versions;
 
 pub use manifest::{Manifest, ManifestError};
 pub use metrics::Metrics;

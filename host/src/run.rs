@@ -14,16 +14,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminConfig, AdminState};
 use crate::broker::EmbeddedBroker;
-use crate::functions::{self, Function, Functions};
-use crate::host::feed::FeedLedger;
-use crate::host::producer::OutMessage;
+use crate::imports::feed::FeedLedger;
+use crate::imports::producer::OutMessage;
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, RuntimeConfig, World};
+use crate::sink::Publish;
 use crate::sink::kafka::{KafkaSink, KafkaSinkConfig};
 use crate::trigger::Trigger;
-use crate::trigger::cron::{CronRunner, Publish};
+use crate::trigger::cron::CronRunner;
 use crate::trigger::kafka::{KafkaRunner, Ownership, RunnerConfig};
+use crate::versions::{self, Function, Functions};
 
 /// Everything `weir up` needs, already read from files and environment.
 #[derive(Debug, Clone)]
@@ -217,7 +218,7 @@ impl Host {
                 .iter()
                 .map(|f| (Arc::clone(f), manifest.components[&f.id].source.clone()))
                 .collect();
-            tasks.spawn(functions::watch::run(sources, every, shutdown.clone()).map(Ok));
+            tasks.spawn(versions::watch::run(sources, every, shutdown.clone()).map(Ok));
         }
         admin::set_ready(&state);
         if config.once {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::functions::Functions;
 use crate::metrics::Metrics;
+use crate::versions::Functions;
 
 /// One function's line.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::AdminState;
-use crate::functions::{Function, Origin, SwapError, SwapOptions};
+use crate::versions::{Function, Origin, SwapError, SwapOptions};
 
 /// One function as the API shows it.
 #[derive(Debug, serde::Serialize)]

@@ -17,8 +17,8 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::functions::Functions;
 use crate::metrics::Metrics;
+use crate::versions::Functions;
 
 /// Who may change what runs.
 #[derive(Clone, Default)]

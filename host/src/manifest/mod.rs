@@ -14,16 +14,15 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+pub use crate::imports::variables::is_valid_name as is_valid_variable_name;
+pub use crate::runtime::{DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT, Limits};
 pub use error::{Location, ManifestError, Problem};
-pub use variables::{is_valid_name as is_valid_variable_name, override_env_name};
+pub use variables::override_env_name;
 
-use crate::trigger::Trigger;
+use crate::imports::outbound_http::{AllowedHost, HttpLimits};
+use crate::runtime::ComponentSettings;
+use crate::trigger::{ConfigCheck, Trigger};
 use raw::{RawCommand, RawComponent, RawManifest};
-
-/// Default per-invocation deadline of a component.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default cap on a component instance's linear memory.
-pub const DEFAULT_MAX_MEMORY: u64 = 64 << 20;
 
 /// A validated manifest.
 #[derive(Debug, Clone)]
@@ -86,27 +85,14 @@ pub struct BuildConfig {
     pub watch: Vec<String>,
 }
 
-/// Hard per-invocation limits, from `[component.<id>.tool.weir]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Wall-clock deadline of one invocation (`timeout_ms`).
-    pub timeout: Duration,
-    /// Largest linear memory an instance may grow to, in bytes (`max_memory`).
-    pub max_memory: u64,
-    /// Longest wait of an outbound HTTP request for its response head and
-    /// between body chunks (`http_timeout_ms`, default 10 s).
-    pub http_timeout: Duration,
-    /// Largest outbound HTTP response body accepted (`max_response_bytes`, default 64 MiB).
-    pub max_response_bytes: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
+impl From<&ComponentConfig> for ComponentSettings {
+    fn from(c: &ComponentConfig) -> Self {
         Self {
-            timeout: DEFAULT_TIMEOUT,
-            max_memory: DEFAULT_MAX_MEMORY,
-            http_timeout: Duration::from_secs(10),
-            max_response_bytes: 64 << 20,
+            limits: c.limits,
+            environment: c.environment.clone().into_iter().collect(),
+            variables: c.variables.clone(),
+            allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
+            http: HttpLimits::from(&c.limits),
         }
     }
 }
@@ -219,60 +205,6 @@ impl Validator<'_> {
             location: Location::at(self.file, self.source, span.start),
             key,
             message,
-        }
-    }
-
-    /// Records a problem at `span` for `key`.
-    pub(crate) fn report(
-        &mut self,
-        span: &Range<usize>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) {
-        let problem = self.problem(span, key.into(), message.into());
-        self.problems.push(problem);
-    }
-
-    /// Expands a `variables = { name = "template" }` table found at `prefix`.
-    pub(crate) fn expand_variables(
-        &mut self,
-        templates: &BTreeMap<Spanned<String>, Spanned<String>>,
-        prefix: &str,
-    ) -> BTreeMap<String, String> {
-        let mut expanded = BTreeMap::new();
-        for (name, template) in templates {
-            let key = format!("{prefix}.variables.{}", name.get_ref());
-            if !variables::is_valid_name(name.get_ref()) {
-                self.report(&name.span(), &key, format!("invalid variable name `{}`: use lower-case letters, digits and `_`, starting with a letter", name.get_ref()));
-            }
-            match variables::expand(template.get_ref(), &self.values) {
-                Ok(value) => {
-                    expanded.insert(name.get_ref().clone(), value);
-                }
-                Err(why) => self.report(&template.span(), key, why),
-            }
-        }
-        expanded
-    }
-
-    /// Problems recorded so far.
-    pub(crate) fn problem_count(&self) -> usize {
-        self.problems.len()
-    }
-
-    /// Reports a trigger's `component` that names no declared component.
-    pub(crate) fn check_component(&mut self, component: &Spanned<String>, key: &str) {
-        if !self.declared.contains(component.get_ref()) {
-            let known: Vec<&str> = self.declared.iter().map(String::as_str).collect();
-            self.report(
-                &component.span(),
-                format!("{key}.component"),
-                format!(
-                    "unknown component `{}`; declared components: [{}]",
-                    component.get_ref(),
-                    known.join(", ")
-                ),
-            );
         }
     }
 
@@ -432,7 +364,7 @@ impl Validator<'_> {
             }
         };
         for host in &c.allowed_outbound_hosts {
-            if let Err(why) = check_outbound_host(host.get_ref()) {
+            if let Err(why) = AllowedHost::parse(host.get_ref()) {
                 self.report(
                     &host.span(),
                     format!("{prefix}.allowed_outbound_hosts"),
@@ -529,6 +461,57 @@ impl Validator<'_> {
     }
 }
 
+impl ConfigCheck for Validator<'_> {
+    /// Records a problem at `span` for `key`.
+    fn report(&mut self, span: &Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        let problem = self.problem(span, key.into(), message.into());
+        self.problems.push(problem);
+    }
+
+    /// Expands a `variables = { name = "template" }` table found at `prefix`.
+    fn expand_variables(
+        &mut self,
+        templates: &BTreeMap<Spanned<String>, Spanned<String>>,
+        prefix: &str,
+    ) -> BTreeMap<String, String> {
+        let mut expanded = BTreeMap::new();
+        for (name, template) in templates {
+            let key = format!("{prefix}.variables.{}", name.get_ref());
+            if !variables::is_valid_name(name.get_ref()) {
+                self.report(&name.span(), &key, format!("invalid variable name `{}`: use lower-case letters, digits and `_`, starting with a letter", name.get_ref()));
+            }
+            match variables::expand(template.get_ref(), &self.values) {
+                Ok(value) => {
+                    expanded.insert(name.get_ref().clone(), value);
+                }
+                Err(why) => self.report(&template.span(), key, why),
+            }
+        }
+        expanded
+    }
+
+    /// Problems recorded so far.
+    fn problem_count(&self) -> usize {
+        self.problems.len()
+    }
+
+    /// Reports a trigger's `component` that names no declared component.
+    fn check_component(&mut self, component: &Spanned<String>, key: &str) {
+        if !self.declared.contains(component.get_ref()) {
+            let known: Vec<&str> = self.declared.iter().map(String::as_str).collect();
+            self.report(
+                &component.span(),
+                format!("{key}.component"),
+                format!(
+                    "unknown component `{}`; declared components: [{}]",
+                    component.get_ref(),
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+}
+
 /// Spin's component id rule: lower-case kebab-case, starting with a letter.
 fn is_valid_component_id(id: &str) -> bool {
     id.split('-').all(|part| {
@@ -537,34 +520,6 @@ fn is_valid_component_id(id: &str) -> bool {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
     }) && id.starts_with(|c: char| c.is_ascii_lowercase())
-}
-
-/// Checks the `scheme://host[:port]` shape of an `allowed_outbound_hosts` entry.
-fn check_outbound_host(entry: &str) -> Result<(), String> {
-    let Some((scheme, rest)) = entry.split_once("://") else {
-        return Err(format!(
-            "`{entry}` must look like `scheme://host[:port]`, e.g. `https://api.example.com`"
-        ));
-    };
-    if !matches!(scheme, "http" | "https" | "*") {
-        return Err(format!(
-            "unsupported scheme `{scheme}` in `{entry}`: use `http`, `https` or `*`"
-        ));
-    }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => (host, Some(port)),
-        _ => (rest, None),
-    };
-    if host.is_empty() || host.contains('/') {
-        return Err(format!("`{entry}` must name a host and no path"));
-    }
-    if let Some(port) = port
-        && port != "*"
-        && port.parse::<u16>().is_err()
-    {
-        return Err(format!("invalid port `{port}` in `{entry}`"));
-    }
-    Ok(())
 }
 
 /// Parses a byte size: an integer, or a string such as `"64 MiB"`.
@@ -604,7 +559,7 @@ fn parse_bytes(value: &toml::Value) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_outbound_host, is_valid_component_id, parse_bytes};
+    use super::{is_valid_component_id, parse_bytes};
 
     #[test]
     fn byte_sizes() {
@@ -632,16 +587,5 @@ mod tests {
         assert!(!is_valid_component_id("a--b"));
         assert!(!is_valid_component_id("1a"));
         assert!(!is_valid_component_id("a_b"));
-    }
-
-    #[test]
-    fn outbound_hosts() {
-        assert!(check_outbound_host("http://127.0.0.1:8717").is_ok());
-        assert!(check_outbound_host("https://*.example.com").is_ok());
-        assert!(check_outbound_host("*://api.example.com:*").is_ok());
-        assert!(check_outbound_host("example.com").is_err());
-        assert!(check_outbound_host("ftp://example.com").is_err());
-        assert!(check_outbound_host("http://example.com:99999").is_err());
-        assert!(check_outbound_host("http://example.com/path").is_err());
     }
 }

@@ -11,13 +11,7 @@ pub fn override_env_name(name: &str) -> String {
     format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
 }
 
-/// Whether `name` is a valid variable name: lower-case letters, digits and
-/// `_`, starting with a letter (Spin's rule).
-pub fn is_valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
+pub(crate) use crate::imports::variables::is_valid_name;
 
 /// Expands every `{{ name }}` in `template` from `values`.
 pub(crate) fn expand(template: &str, values: &Values) -> Result<String, String> {

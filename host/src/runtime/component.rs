@@ -11,19 +11,19 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Store, Trap};
 
-use super::Runtime;
 use super::error::{InvokeError, LoadError, TrapKind};
 use super::messages::{KafkaMessage, Outcome};
 use super::state::{Capabilities, GuestOutput, State};
+use super::{Limits, Runtime};
 use crate::bindings::fetcher::weir::function::cron_types::{
     Error as CronError, Metadata as CronMetadata,
 };
 use crate::bindings::{fetcher, transformer};
-use crate::host::feed::FeedObservation;
-use crate::host::outbound_http::{AllowedHost, HttpLimits, OutboundHttp};
-use crate::host::producer::{OutMessage, Outbox};
-use crate::host::variables::Variables;
-use crate::manifest::{ComponentConfig, Limits};
+use crate::imports;
+use crate::imports::feed::FeedObservation;
+use crate::imports::outbound_http::{AllowedHost, HttpLimits, OutboundHttp};
+use crate::imports::producer::{OutMessage, Outbox};
+use crate::imports::variables::Variables;
 
 /// The world a trigger needs its component to implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,18 +69,6 @@ pub struct ComponentSettings {
     pub allowed_outbound_hosts: Vec<String>,
     /// Timeouts and size cap of outbound HTTP.
     pub http: HttpLimits,
-}
-
-impl From<&ComponentConfig> for ComponentSettings {
-    fn from(c: &ComponentConfig) -> Self {
-        Self {
-            limits: c.limits,
-            environment: c.environment.clone().into_iter().collect(),
-            variables: c.variables.clone(),
-            allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
-            http: HttpLimits::from(&c.limits),
-        }
-    }
 }
 
 /// What one cron tick hands its function besides the timestamp.
@@ -169,6 +157,15 @@ impl Runtime {
         settings: ComponentSettings,
     ) -> Result<LoadedComponent, LoadError> {
         let function = id.to_owned();
+        let allowed = settings
+            .allowed_outbound_hosts
+            .iter()
+            .map(|h| AllowedHost::parse(h))
+            .collect::<Result<_, _>>()
+            .map_err(|reason| LoadError::AllowedHosts {
+                function: function.clone(),
+                reason,
+            })?;
         let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
             function: function.clone(),
             reason: format!("{e:#}"),
@@ -202,11 +199,7 @@ impl Runtime {
             world,
             metered: AtomicBool::new(true),
             variables: Arc::new(settings.variables.clone()),
-            allowed: settings
-                .allowed_outbound_hosts
-                .iter()
-                .filter_map(|h| AllowedHost::parse(h))
-                .collect(),
+            allowed,
             settings,
             pre,
             runtime: Arc::clone(self),
@@ -223,9 +216,14 @@ impl Runtime {
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
-        crate::host::variables::add_to_linker(&mut linker)?;
+        imports::variables::add_to_linker(&mut linker, |s| &mut s.variables)?;
         if world == World::Fetcher {
-            fetcher::Fetcher::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s)?;
+            fetcher::weir::function::cron_types::add_to_linker::<_, HasSelf<State>>(
+                &mut linker,
+                |s| s,
+            )?;
+            imports::producer::add_to_linker(&mut linker, |s| &mut s.outbox)?;
+            imports::feed::add_to_linker(&mut linker, |s| &mut s.feed)?;
         }
         linker.instantiate_pre(component)
     }
@@ -318,7 +316,7 @@ impl LoadedComponent {
         let output = store.data().output();
         let state = store.data_mut();
         let outbox = std::mem::take(&mut state.outbox);
-        let feed_timestamp = state.feed.as_ref().and_then(|f| f.observed);
+        let feed_timestamp = state.feed.0.as_ref().and_then(|f| f.observed);
         let result = result.map(|()| CronResult {
             messages: outbox.into_messages(),
             feed_timestamp,

@@ -96,6 +96,14 @@ pub enum LoadError {
         /// The missing or mistyped export, and what the component exports instead.
         reason: String,
     },
+    /// An `allowed_outbound_hosts` entry does not parse.
+    #[error("component `{function}`: {reason}")]
+    AllowedHosts {
+        /// The component id.
+        function: String,
+        /// Which entry, and why.
+        reason: String,
+    },
     /// The component imports something weir does not provide.
     #[error("component `{function}` has imports weir cannot satisfy: {reason}")]
     Imports {

@@ -6,6 +6,7 @@
 mod component;
 mod error;
 mod limiter;
+mod limits;
 pub mod messages;
 mod output;
 mod state;
@@ -22,13 +23,13 @@ pub use component::{
     ComponentSettings, CronInvocation, CronResult, LoadedComponent, World, digest,
 };
 pub use error::{InvokeError, LoadError, TrapKind};
+pub use limits::{DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT, Limits};
 pub use messages::{KafkaMessage, Outcome, TableRows};
 pub use state::GuestOutput;
-pub(crate) use state::State;
 
 use crate::metrics::Metrics;
 
-/// Engine-wide settings; per-component limits live in the manifest.
+/// Engine-wide settings; per-component limits are [`Limits`].
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Granularity of deadlines: the epoch advances once per tick, so a

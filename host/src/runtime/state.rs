@@ -8,10 +8,10 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::limiter::MemoryLimiter;
 use super::output::CappedOutput;
-use crate::host::feed::FeedObservation;
-use crate::host::outbound_http::OutboundHttp;
-use crate::host::producer::Outbox;
-use crate::host::variables::Variables;
+use crate::imports::feed::{FeedImport, FeedObservation};
+use crate::imports::outbound_http::OutboundHttp;
+use crate::imports::producer::Outbox;
+use crate::imports::variables::Variables;
 
 /// Bytes of stdout and of stderr kept per invocation; the rest is dropped.
 const OUTPUT_CAPACITY: usize = 64 << 10;
@@ -23,9 +23,9 @@ pub(crate) struct State {
     hooks: OutboundHttp,
     table: ResourceTable,
     pub(super) limiter: MemoryLimiter,
-    pub(crate) variables: Variables,
-    pub(crate) outbox: Outbox,
-    pub(crate) feed: Option<FeedObservation>,
+    pub(super) variables: Variables,
+    pub(super) outbox: Outbox,
+    pub(super) feed: FeedImport,
     stdout: CappedOutput,
     stderr: CappedOutput,
 }
@@ -77,7 +77,7 @@ impl State {
             limiter: MemoryLimiter::new(max_memory),
             variables: caps.variables,
             outbox: caps.outbox,
-            feed: caps.feed,
+            feed: FeedImport(caps.feed),
             stdout,
             stderr,
         }

@@ -13,9 +13,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::host::producer::OutMessage;
+use super::Publish;
+use crate::imports::producer::OutMessage;
 use crate::metrics::Metrics;
-use crate::trigger::cron::Publish;
 
 /// Why the producer failed.
 #[derive(Debug, thiserror::Error)]
@@ -175,13 +175,6 @@ impl KafkaSink {
                     .iter()
                     .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
             })
-    }
-
-    /// Waits until every message handed to librdkafka is delivered or failed.
-    pub fn flush(&self, timeout: Duration) {
-        if let Err(e) = self.producer.flush(timeout) {
-            tracing::warn!(error = %e, "flushing the Kafka producer timed out");
-        }
     }
 }
 

@@ -13,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 use toml::Spanned;
 use tracing::Instrument;
 
-use crate::functions::Function;
-use crate::host::feed::{FeedLedger, FeedObservation};
-use crate::host::producer::OutMessage;
-use crate::manifest::Validator;
+use super::ConfigCheck;
+use crate::imports::feed::{FeedLedger, FeedObservation};
 use crate::runtime::{CronInvocation, GuestOutput};
+use crate::sink::Publish;
+use crate::versions::Function;
 
 /// One `[[trigger.cron]]` table as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -57,7 +57,7 @@ pub struct CronTrigger {
 impl CronTriggerConfig {
     pub(crate) fn validate(
         &self,
-        v: &mut Validator<'_>,
+        v: &mut impl ConfigCheck,
         key: &str,
         index: usize,
     ) -> Option<CronTrigger> {
@@ -112,16 +112,6 @@ fn cron_reason(e: &cron::error::Error, expression: &str) -> String {
         || "not a valid schedule".to_owned(),
         |l| l.trim_end_matches('.').to_owned(),
     )
-}
-
-/// Where a successful tick's messages go (the Kafka producer in `weir up`).
-pub trait Publish: Send + Sync {
-    /// Publishes one invocation's messages, all of them or fail.
-    fn publish(
-        &self,
-        function: &str,
-        messages: Vec<OutMessage>,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// A running cron trigger: its function and the lock its function's

@@ -5,7 +5,34 @@
 pub mod cron;
 pub mod kafka;
 
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use toml::Spanned;
+
 use crate::runtime::World;
+
+/// What validating a trigger's table needs from the manifest being read:
+/// problems reported at a place in the file, the components it declares,
+/// and template expansion. The manifest's validator implements it, so the
+/// triggers own their validation without importing the manifest.
+pub(crate) trait ConfigCheck {
+    /// Records a problem at `span` for `key`.
+    fn report(&mut self, span: &Range<usize>, key: impl Into<String>, message: impl Into<String>);
+
+    /// Problems recorded so far.
+    fn problem_count(&self) -> usize;
+
+    /// Reports a trigger's `component` that names no declared component.
+    fn check_component(&mut self, component: &Spanned<String>, key: &str);
+
+    /// Expands a `variables = { name = "template" }` table found at `prefix`.
+    fn expand_variables(
+        &mut self,
+        templates: &BTreeMap<Spanned<String>, Spanned<String>>,
+        prefix: &str,
+    ) -> BTreeMap<String, String>;
+}
 
 /// A validated trigger from the manifest.
 #[derive(Debug, Clone)]

@@ -9,9 +9,9 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message as _;
 use weir::Metrics;
-use weir::host::producer::OutMessage;
+use weir::imports::producer::OutMessage;
+use weir::sink::Publish as _;
 use weir::sink::kafka::{KafkaSink, KafkaSinkConfig};
-use weir::trigger::cron::Publish as _;
 
 async fn read_all(brokers: &str, group: &str, expected: usize) -> Vec<String> {
     let consumer: StreamConsumer = ClientConfig::new()

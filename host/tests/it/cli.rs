@@ -270,8 +270,9 @@ fn every_subcommand_has_help() {
     }
 }
 
-#[test]
-fn feed_decode_prints_what_the_fetch_component_would_send() {
+/// A manifest whose only trigger runs the built gtfs-fetch (never, by its
+/// schedule): what `weir feed decode` needs.
+fn decode_manifest() -> (tempfile::TempDir, std::path::PathBuf) {
     let app = format!(
         r#"
 spin_manifest_version = 2
@@ -285,7 +286,63 @@ source = "{}"
 "#,
         crate::support::function("gtfs-fetch").display()
     );
-    let (_dir, path) = manifest(&app);
+    manifest(&app)
+}
+
+#[test]
+fn feed_decode_transcodes_with_encoding_and_replaces_without() {
+    let (dir, path) = decode_manifest();
+    let (bytes, [label, trip]) = crate::fetch_bad_input::shift_jis_feed();
+    let feed = dir.path().join("sjis.pb");
+    std::fs::write(&feed, bytes).unwrap();
+    let feed = feed.display().to_string();
+    let vehicles = |output: &std::process::Output| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["vehicle"].clone())
+            .collect()
+    };
+
+    let output = weir(&["feed", "decode", "--encoding", "shift_jis", &feed], &path);
+    assert!(output.status.success(), "{}", text(&output));
+    let sent = vehicles(&output);
+    assert_eq!(sent[0]["vehicle"]["label"], label);
+    assert_eq!(sent[0]["trip"]["trip_id"], trip);
+    assert!(
+        text(&output).contains("transcoded to UTF-8"),
+        "{}",
+        text(&output)
+    );
+
+    let output = weir(&["feed", "decode", &feed], &path);
+    assert!(output.status.success(), "{}", text(&output));
+    let sent = vehicles(&output);
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent[0]["vehicle"]["label"]
+            .as_str()
+            .unwrap()
+            .contains('\u{FFFD}')
+    );
+    assert_eq!(sent[1]["trip"]["trip_id"], "T\u{FFFD}");
+    assert!(
+        text(&output).contains("3 string field(s) were not valid text"),
+        "{}",
+        text(&output)
+    );
+
+    let output = weir(&["feed", "decode", "--encoding", "klingon", &feed], &path);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("`klingon` is not a known text encoding"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn feed_decode_prints_what_the_fetch_component_would_send() {
+    let (_dir, path) = decode_manifest();
     let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/gtfs-rt");
     let cases = [
         (

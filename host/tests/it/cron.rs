@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use weir::World;
-use weir::functions::Function;
-use weir::host::producer::OutMessage;
+use weir::imports::producer::OutMessage;
 use weir::manifest::Limits;
-use weir::trigger::cron::{CronRunner, CronTrigger, Publish};
+use weir::sink::Publish;
+use weir::trigger::cron::{CronRunner, CronTrigger};
+use weir::versions::Function;
 
 use crate::support::{load, runtime, sample};
 

@@ -95,7 +95,7 @@ async fn feed_server() -> u16 {
 async fn fetch(
     component: &LoadedComponent,
     url: String,
-) -> Result<Vec<weir::host::producer::OutMessage>, InvokeError> {
+) -> Result<Vec<weir::imports::producer::OutMessage>, InvokeError> {
     let invocation = CronInvocation {
         outputs: Arc::from(vec!["t".to_owned()]),
         variables: BTreeMap::from([
@@ -111,7 +111,18 @@ async fn fetch(
         .map(|r| r.messages)
 }
 
-fn guest_error(result: Result<Vec<weir::host::producer::OutMessage>, InvokeError>) -> String {
+/// The built gtfs-fetch function with `settings`.
+fn load_fetcher(rt: &Arc<weir::Runtime>, settings: ComponentSettings) -> LoadedComponent {
+    rt.load_file(
+        "gtfs-fetch",
+        &function("gtfs-fetch"),
+        World::Fetcher,
+        settings,
+    )
+    .unwrap()
+}
+
+fn guest_error(result: Result<Vec<weir::imports::producer::OutMessage>, InvokeError>) -> String {
     match result {
         Err(InvokeError::Guest { message, .. }) => message,
         other => panic!("expected the function's own error, got {other:?}"),
@@ -141,14 +152,7 @@ async fn broken_feeds_fail_with_specific_errors_and_metrics() {
         ],
         ..Default::default()
     };
-    let fetcher = rt
-        .load_file(
-            "gtfs-fetch",
-            &function("gtfs-fetch"),
-            World::Fetcher,
-            settings,
-        )
-        .unwrap();
+    let fetcher = load_fetcher(&rt, settings);
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
     let errors = |kind: &str| {
         let text = rt.metrics().encode();
@@ -222,7 +226,7 @@ async fn broken_feeds_fail_with_specific_errors_and_metrics() {
 /// A Japanese operator's vehicle feed as some send it: labels and trip ids
 /// in Shift-JIS inside `string` fields; and the same feed's trip id cut in
 /// the middle of a UTF-8 character.
-fn shift_jis_feed() -> (Vec<u8>, [&'static str; 2]) {
+pub(crate) fn shift_jis_feed() -> (Vec<u8>, [&'static str; 2]) {
     let texts = ["都営大江戸線 上野御徒町", "平日_0712"];
     let raw: Vec<Vec<u8>> = texts
         .iter()
@@ -272,14 +276,7 @@ async fn legacy_text_is_transcoded_with_feed_encoding_and_replaced_and_counted_w
         allowed_outbound_hosts: vec![format!("http://127.0.0.1:{port}")],
         ..Default::default()
     };
-    let fetcher = rt
-        .load_file(
-            "gtfs-fetch",
-            &function("gtfs-fetch"),
-            World::Fetcher,
-            settings,
-        )
-        .unwrap();
+    let fetcher = load_fetcher(&rt, settings);
     let fetch = |encoding: Option<&str>| {
         let mut variables = BTreeMap::from([
             (
@@ -291,7 +288,7 @@ async fn legacy_text_is_transcoded_with_feed_encoding_and_replaced_and_counted_w
         if let Some(label) = encoding {
             variables.insert("feed_encoding".to_owned(), label.to_owned());
         }
-        let feed = weir::host::feed::FeedObservation::new(
+        let feed = weir::imports::feed::FeedObservation::new(
             "odpt".to_owned(),
             None,
             Arc::from("gtfs-fetch"),
@@ -305,7 +302,7 @@ async fn legacy_text_is_transcoded_with_feed_encoding_and_replaced_and_counted_w
         let fetcher = &fetcher;
         async move { fetcher.handle_cron(1, invocation).await }
     };
-    let vehicles = |messages: &[weir::host::producer::OutMessage]| -> Vec<serde_json::Value> {
+    let vehicles = |messages: &[weir::imports::producer::OutMessage]| -> Vec<serde_json::Value> {
         messages
             .iter()
             .map(|m| {

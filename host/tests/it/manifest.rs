@@ -147,3 +147,47 @@ fn variables_templates_paths_and_limits_resolve() {
     let without_key = Manifest::load(&path, Vec::new()).unwrap_err().to_string();
     assert!(without_key.contains("`component.fetch.variables.auth`: variable `api_key` is required but has no value: set `SPIN_VARIABLE_API_KEY`"), "{without_key}");
 }
+
+#[test]
+fn ipv6_outbound_hosts_pass_the_check_the_runtime_enforces() {
+    let text = r#"
+spin_manifest_version = 2
+[application]
+name = "ipv6"
+[component.fetch]
+source = "fetch.wasm"
+allowed_outbound_hosts = ["http://[::1]:8717", "https://[::1]"]
+"#;
+    let path = Path::new("spin.toml");
+    let manifest = Manifest::parse(path, text, Vec::new()).unwrap();
+    let component = &manifest.components["fetch"];
+    assert_eq!(
+        component.allowed_outbound_hosts,
+        ["http://[::1]:8717", "https://[::1]"]
+    );
+    let bad = text.replace("https://[::1]", "https://[::1]/feed");
+    let error = Manifest::parse(path, &bad, Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("must name a host and no path"), "{error}");
+    // The runtime takes what the manifest took, and refuses what it refused.
+    let rt = crate::support::runtime();
+    let load = |hosts: Vec<String>| {
+        let settings = weir::runtime::ComponentSettings {
+            allowed_outbound_hosts: hosts,
+            ..Default::default()
+        };
+        rt.load_file(
+            "fetch",
+            &crate::support::guest("ok"),
+            weir::World::Fetcher,
+            settings,
+        )
+    };
+    assert!(load(component.allowed_outbound_hosts.clone()).is_ok());
+    let refused = load(vec!["http://[::1]/feed".to_owned()]).unwrap_err();
+    assert!(
+        refused.to_string().contains("must name a host and no path"),
+        "{refused}"
+    );
+}

@@ -21,8 +21,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use weir::admin::AdminConfig;
-use weir::functions::{Origin, SwapOptions};
 use weir::run::KafkaMode;
+use weir::versions::{Origin, SwapOptions};
 use weir::{Host, HostConfig, Manifest, RuntimeConfig};
 
 use crate::support::{free_port, function};

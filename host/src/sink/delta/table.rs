@@ -123,11 +123,6 @@ impl TableWriter {
         &self.arrow_schema
     }
 
-    /// The current table version.
-    pub fn version(&self) -> Option<u64> {
-        self.table.version()
-    }
-
     /// Reads the newest log and returns each app id's `txn` version.
     pub async fn versions(&mut self, app_ids: &[String]) -> Result<Vec<Option<i64>>, DeltaError> {
         self.table

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::manifest::Validator;
 use crate::sink::delta::TableSchema;
+use crate::trigger::ConfigCheck;
 
 /// `[application.trigger.kafka]`: settings shared by every Kafka trigger.
 #[derive(Debug, Clone, Deserialize)]
@@ -145,7 +145,7 @@ pub struct TableTarget {
 impl KafkaTriggerConfig {
     pub(crate) fn validate(
         &self,
-        v: &mut Validator<'_>,
+        v: &mut impl ConfigCheck,
         key: &str,
         index: usize,
         dir: &Path,
@@ -295,7 +295,7 @@ impl KafkaTriggerConfig {
 impl TableConfig {
     fn resolve(
         &self,
-        v: &mut Validator<'_>,
+        v: &mut impl ConfigCheck,
         key: &str,
         dir: &Path,
         schema: TableSchema,
@@ -322,7 +322,7 @@ impl TableConfig {
 
 /// Reads a table's schema file, reporting a missing or invalid one.
 fn load_schema(
-    v: &mut Validator<'_>,
+    v: &mut impl ConfigCheck,
     file: &Spanned<String>,
     key: &str,
     dir: &Path,

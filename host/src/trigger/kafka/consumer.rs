@@ -16,6 +16,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio::sync::mpsc;
 
+use super::progress::Partition;
 use crate::metrics::Metrics;
 
 /// How a trigger comes to own partitions.
@@ -38,9 +39,9 @@ pub enum Ownership {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assignment {
     /// Newly assigned (and paused until the run loop has positioned them).
-    Assigned(Vec<(String, i32)>),
+    Assigned(Vec<Partition>),
     /// Taken away.
-    Revoked(Vec<(String, i32)>),
+    Revoked(Vec<Partition>),
 }
 
 /// The rdkafka context: forwards rebalances, exports consumer lag.
@@ -99,10 +100,10 @@ impl Context {
     }
 }
 
-fn partitions(list: &TopicPartitionList) -> Vec<(String, i32)> {
+fn partitions(list: &TopicPartitionList) -> Vec<Partition> {
     list.elements()
         .iter()
-        .map(|e| (e.topic().to_owned(), e.partition()))
+        .map(|e| Partition::new(e.topic(), e.partition()))
         .collect()
 }
 

@@ -6,7 +6,29 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// A topic-partition.
-pub type Partition = (String, i32);
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Partition {
+    /// The topic.
+    pub topic: String,
+    /// The partition's number within it.
+    pub partition: i32,
+}
+
+impl Partition {
+    /// `topic` [`partition`].
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.topic, self.partition)
+    }
+}
 
 /// The state of one owned partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +81,7 @@ impl Progress {
 
     /// The versions of a ready partition.
     pub fn versions(&self, topic: &str, partition: i32) -> Option<&[Option<i64>]> {
-        match self.parts.get(&(topic.to_owned(), partition)) {
+        match self.parts.get(&Partition::new(topic, partition)) {
             Some(PartState::Ready(v)) => Some(v),
             _ => None,
         }
@@ -135,7 +157,7 @@ mod tests {
     #[test]
     fn wants_a_message_until_every_table_has_it() {
         let mut p = Progress::default();
-        let part = ("t".to_owned(), 0);
+        let part = Partition::new("t", 0);
         p.set(part.clone(), PartState::Ready(vec![Some(10), Some(4)]));
         assert!(p.wants("t", 0, 5));
         assert!(!p.wants("t", 0, 4));
@@ -153,9 +175,9 @@ mod tests {
         let now = Instant::now();
         let later = now + std::time::Duration::from_secs(5);
         let (a, b, c) = (
-            ("t".to_owned(), 0),
-            ("t".to_owned(), 1),
-            ("t".to_owned(), 2),
+            Partition::new("t", 0),
+            Partition::new("t", 1),
+            Partition::new("t", 2),
         );
         assert_eq!(p.next_due(), None);
         p.set(

@@ -240,9 +240,10 @@ impl KafkaRunner {
 
     /// Consumes until `shutdown`; the batch being collected then is still
     /// processed and committed.
+    #[tracing::instrument(name = "kafka", skip_all, fields(trigger = %self.trigger.id, function = %self.info.function))]
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(trigger = %self.trigger.id, function = %self.info.function, topics = ?self.trigger.topics, group = %self.trigger.group, "kafka trigger started");
-        tokio::spawn(probe_lag(
+        tracing::info!(topics = ?self.trigger.topics, group = %self.trigger.group, "kafka trigger started");
+        let probe = tokio::spawn(probe_lag(
             Arc::clone(&self.consumer),
             self.trigger.topics.clone(),
             self.info.function.clone(),
@@ -260,7 +261,12 @@ impl KafkaRunner {
                 break;
             }
         }
-        tracing::info!(trigger = %self.trigger.id, "kafka trigger stopped");
+        // The probe shares the consumer: it must be done with it while the
+        // brokers are still up (an embedded one stops after the triggers).
+        if let Err(e) = probe.await {
+            tracing::warn!(error = %e, "the lag probe failed");
+        }
+        tracing::info!("kafka trigger stopped");
         Ok(())
     }
 
@@ -291,12 +297,12 @@ impl KafkaRunner {
             // looking at what it returned.
             let revoked = self.handle_events().await;
             if !revoked.is_empty() {
-                batch.retain(|m| !revoked.contains(&(m.topic.clone(), m.partition)));
+                batch.retain(|m| !revoked.contains(&Partition::new(m.topic.as_str(), m.partition)));
             }
             let message = match received {
                 Err(_) => continue,
                 Ok(Err(e)) => {
-                    tracing::warn!(trigger = %self.trigger.id, error = %e, "kafka consumer error");
+                    tracing::warn!(error = %e, "kafka consumer error");
                     continue;
                 }
                 Ok(Ok(m)) => m,
@@ -356,11 +362,11 @@ impl KafkaRunner {
     /// went backwards, seeks just after the table furthest behind and lets
     /// its messages flow. On failure, schedules another attempt.
     async fn position(&mut self, part: Partition, attempts: u32) {
-        let (topic, partition) = (part.0.clone(), part.1);
+        let (topic, partition) = (part.topic.clone(), part.partition);
         match self.read_position(&topic, partition).await {
             Ok(state) => {
                 if let PartState::Stopped(reason) = &state {
-                    tracing::error!(trigger = %self.trigger.id, topic, partition, "{reason}");
+                    tracing::error!(topic, partition, "{reason}");
                     self.metrics
                         .kafka_partition_stopped
                         .with_label_values(&[&self.info.function, &topic, &partition.to_string()])
@@ -379,7 +385,13 @@ impl KafkaRunner {
             Err(e) => {
                 let backoff = (Duration::from_millis(500) * 2u32.saturating_pow(attempts.min(6)))
                     .min(MAX_BACKOFF);
-                tracing::warn!(trigger = %self.trigger.id, topic, partition, error = format!("{e:#}"), retry_in_ms = backoff.as_millis(), "cannot position partition");
+                tracing::warn!(
+                    topic,
+                    partition,
+                    error = format!("{e:#}"),
+                    retry_in_ms = backoff.as_millis(),
+                    "cannot position partition"
+                );
                 self.progress.set(
                     part,
                     PartState::Resync {
@@ -440,12 +452,18 @@ impl KafkaRunner {
             .await?
             .with_context(|| format!("seeking `{topic}` [{partition}] to {start}"))?;
         }
-        tracing::info!(trigger = %self.trigger.id, topic, partition, ?versions, "partition positioned from the Delta log");
+        tracing::info!(
+            topic,
+            partition,
+            ?versions,
+            "partition positioned from the Delta log"
+        );
         Ok(PartState::Ready(versions))
     }
 
     /// Invokes, routes and commits one batch, all with the version of the
     /// transform checked out at its start (a swap waits for the commits).
+    #[tracing::instrument(name = "batch", skip_all, fields(records = batch.len(), partitions = tracing::field::Empty))]
     async fn process(&mut self, batch: Vec<KafkaMessage>) {
         #[expect(clippy::cast_precision_loss, reason = "a histogram sample")]
         self.metrics
@@ -462,10 +480,12 @@ impl KafkaRunner {
         let mut ends: BTreeMap<Partition, i64> = BTreeMap::new();
         for m in &batch {
             let end = ends
-                .entry((m.topic.clone(), m.partition))
+                .entry(Partition::new(m.topic.as_str(), m.partition))
                 .or_insert(m.offset);
             *end = (*end).max(m.offset);
         }
+        let partitions: Vec<String> = ends.keys().map(ToString::to_string).collect();
+        tracing::Span::current().record("partitions", partitions.join(",").as_str());
         let mut failed: BTreeSet<Partition> = BTreeSet::new();
         let dead_letter = self.tables.len() - 1;
         let mut plan = plan;
@@ -483,8 +503,10 @@ impl KafkaRunner {
                 // Only rows of partitions this commit advances: a partition
                 // whose commit to an earlier table failed is re-read from
                 // the log, and its rows must not land here without its txn.
-                let committed: BTreeSet<(&str, i32)> =
-                    txns.iter().map(|(p, _)| (p.0.as_str(), p.1)).collect();
+                let committed: BTreeSet<(&str, i32)> = txns
+                    .iter()
+                    .map(|(p, _)| (p.topic.as_str(), p.partition))
+                    .collect();
                 std::mem::take(&mut plan.rows[t]).map(|rows| {
                     let outside: BTreeMap<usize, ()> = rows
                         .sources
@@ -518,7 +540,7 @@ impl KafkaRunner {
             match transform.handle(batch).await {
                 Ok(outcomes) => return Ok(outcomes),
                 Err(e) => {
-                    tracing::warn!(trigger = %self.trigger.id, function = %self.info.function, attempt, messages = batch.len(), error = %e, "batch invocation failed");
+                    tracing::warn!(attempt, error = %e, "batch invocation failed");
                     self.source.failed(&e);
                     last = e;
                 }
@@ -607,10 +629,18 @@ impl KafkaRunner {
     fn txns(&self, t: usize, ends: &BTreeMap<Partition, i64>) -> Vec<(Partition, TxnUpdate)> {
         ends.iter()
             .filter_map(|(part, end)| {
-                let expected = *self.progress.versions(&part.0, part.1)?.get(t)?;
+                let expected = *self
+                    .progress
+                    .versions(&part.topic, part.partition)?
+                    .get(t)?;
                 expected.is_none_or(|v| v < *end).then(|| {
                     let update = TxnUpdate {
-                        app_id: delta::app_id(&self.app, &self.info.function, &part.0, part.1),
+                        app_id: delta::app_id(
+                            &self.app,
+                            &self.info.function,
+                            &part.topic,
+                            part.partition,
+                        ),
                         expected,
                         version: *end,
                     };
@@ -707,9 +737,12 @@ impl KafkaRunner {
                     .delta_commit_errors
                     .with_label_values(&[function.as_str(), name.as_str(), kind])
                     .inc();
-                tracing::error!(trigger = %self.trigger.id, table = %name, error = format!("{:#}", anyhow::Error::new(e)), "commit abandoned; its partitions will be re-read from the Delta log");
+                tracing::error!(table = %name, error = format!("{:#}", anyhow::Error::new(e)), "commit abandoned; its partitions will be re-read from the Delta log");
                 for (part, _) in txns {
-                    if let Err(e) = self.consumer.pause(&consumer::one(&part.0, part.1)) {
+                    if let Err(e) = self
+                        .consumer
+                        .pause(&consumer::one(&part.topic, part.partition))
+                    {
                         tracing::warn!(error = %e, "cannot pause partition");
                     }
                     self.progress.set(
@@ -729,9 +762,15 @@ impl KafkaRunner {
     fn commit_offsets(&self, ends: &BTreeMap<Partition, i64>, failed: &BTreeSet<Partition>) {
         let mut list = TopicPartitionList::new();
         for (part, end) in ends {
-            if !failed.contains(part) && self.progress.versions(&part.0, part.1).is_some() {
+            if !failed.contains(part)
+                && self
+                    .progress
+                    .versions(&part.topic, part.partition)
+                    .is_some()
+            {
                 // A partition that went away mid-batch is not ours to commit.
-                let _ = list.add_partition_offset(&part.0, part.1, Offset::Offset(end + 1));
+                let _ =
+                    list.add_partition_offset(&part.topic, part.partition, Offset::Offset(end + 1));
             }
         }
         if list.count() > 0

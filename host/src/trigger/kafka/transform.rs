@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::functions::{Function, InUse};
 use crate::runtime::{KafkaMessage, LoadedComponent, Outcome};
+use crate::versions::{Function, InUse};
 
 /// Turns a batch of messages into one outcome per message, or fails as a
 /// whole (the trigger then retries once and dead-letters the batch).

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::bindings::fetcher::weir::function::producer::{Host, Message, SendError};
-use crate::runtime::State;
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::fetcher::weir::function::producer::{self, Host, Message, SendError};
 
 /// Most bytes (keys + values) one invocation may buffer.
 pub const MAX_OUTBOX_BYTES: usize = 256 << 20;
@@ -81,7 +82,7 @@ impl Outbox {
     }
 }
 
-impl Host for State {
+impl Host for Outbox {
     fn send_batch(&mut self, messages: Vec<Message>) -> Result<(), SendError> {
         let messages = messages
             .into_iter()
@@ -91,7 +92,7 @@ impl Host for State {
                 value: m.value,
             })
             .collect();
-        self.outbox.push_all(messages)
+        self.push_all(messages)
     }
 
     fn send(
@@ -100,8 +101,16 @@ impl Host for State {
         key: Option<Vec<u8>>,
         value: Vec<u8>,
     ) -> Result<(), SendError> {
-        self.outbox.push(OutMessage { topic, key, value })
+        self.push(OutMessage { topic, key, value })
     }
+}
+
+/// Adds the interface to `linker`; `outbox` finds the invocation's outbox.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    outbox: fn(&mut T) -> &mut Outbox,
+) -> wasmtime::Result<()> {
+    producer::add_to_linker::<T, HasSelf<Outbox>>(linker, outbox)
 }
 
 #[cfg(test)]

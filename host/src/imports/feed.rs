@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::bindings::fetcher::weir::function::feed::{Freshness, Host};
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::fetcher::weir::function::feed::{self, Freshness, Host};
 use crate::metrics::Metrics;
-use crate::runtime::State;
 
 /// Last published header timestamp per feed (trigger id).
 #[derive(Debug, Default)]
@@ -159,9 +160,14 @@ impl FeedObservation {
     }
 }
 
-impl Host for State {
+/// The feed an invocation observes, if its trigger has one (`weir feed
+/// decode` runs without).
+#[derive(Debug, Default)]
+pub struct FeedImport(pub Option<FeedObservation>);
+
+impl Host for FeedImport {
     fn invalid_strings(&mut self, count: u64) {
-        if let Some(observation) = &self.feed {
+        if let Some(observation) = &self.0 {
             observation
                 .metrics
                 .feed_invalid_strings
@@ -174,11 +180,19 @@ impl Host for State {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        match &mut self.feed {
+        match &mut self.0 {
             Some(observation) => observation.observe(header_timestamp, now),
             None => Freshness::New,
         }
     }
+}
+
+/// Adds the interface to `linker`; `feed` finds the invocation's feed.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    feed: fn(&mut T) -> &mut FeedImport,
+) -> wasmtime::Result<()> {
+    feed::add_to_linker::<T, HasSelf<FeedImport>>(linker, feed)
 }
 
 #[cfg(test)]

@@ -8,14 +8,21 @@ use std::sync::Arc;
 use wasmtime::component::{Accessor, HasData, Linker};
 
 use crate::bindings::spin::spin::variables::variables::{self, Error};
-use crate::runtime::State;
 
 /// Variables visible to one invocation.
 pub type Variables = Arc<BTreeMap<String, String>>;
 
+/// Whether `name` is a valid variable name: lower-case letters, digits and
+/// `_`, starting with a letter (Spin's rule).
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// Looks up `name`, with Spin's rules on names and errors.
 pub fn lookup(variables: &BTreeMap<String, String>, name: &str) -> Result<String, Error> {
-    if !crate::manifest::is_valid_variable_name(name) {
+    if !is_valid_name(name) {
         return Err(Error::InvalidName(format!(
             "`{name}` is not a valid variable name"
         )));
@@ -30,18 +37,21 @@ pub fn lookup(variables: &BTreeMap<String, String>, name: &str) -> Result<String
 struct HasVariables;
 
 impl HasData for HasVariables {
-    type Data<'a> = &'a mut State;
+    type Data<'a> = &'a mut Variables;
 }
 
 impl<U> variables::HostWithStore<U> for HasVariables {
     async fn get(accessor: &Accessor<U, Self>, name: String) -> Result<String, Error> {
-        accessor.with(|mut access| lookup(&access.get().variables, &name))
+        accessor.with(|mut access| lookup(access.get(), &name))
     }
 }
 
-impl variables::Host for &mut State {}
+impl variables::Host for &mut Variables {}
 
-/// Adds the interface to `linker`.
-pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    variables::add_to_linker::<_, HasVariables>(linker, |state| state)
+/// Adds the interface to `linker`; `variables` finds the invocation's.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    variables: fn(&mut T) -> &mut Variables,
+) -> wasmtime::Result<()> {
+    variables::add_to_linker::<T, HasVariables>(linker, variables)
 }

@@ -35,17 +35,6 @@ impl Default for HttpLimits {
     }
 }
 
-impl From<&crate::manifest::Limits> for HttpLimits {
-    fn from(limits: &crate::manifest::Limits) -> Self {
-        Self {
-            connect_timeout: limits.http_timeout.min(Duration::from_secs(5)),
-            first_byte_timeout: limits.http_timeout,
-            between_bytes_timeout: limits.http_timeout,
-            max_response_bytes: limits.max_response_bytes,
-        }
-    }
-}
-
 /// One `allowed_outbound_hosts` entry: `scheme://host[:port]`, where scheme,
 /// host (or its leftmost labels, `*.example.com`) and port may be `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,24 +45,52 @@ pub struct AllowedHost {
 }
 
 impl AllowedHost {
-    /// Parses an entry already checked by the manifest.
-    pub fn parse(entry: &str) -> Option<Self> {
-        let (scheme, rest) = entry.split_once("://")?;
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && !rest.ends_with(']') => (host, Some(port)),
-            _ => (rest, None),
+    /// Parses an `allowed_outbound_hosts` entry, `scheme://host[:port]`:
+    /// the one parser both the manifest check and the runtime use, so an
+    /// entry is either refused at `weir check` or enforced as written.
+    pub fn parse(entry: &str) -> Result<Self, String> {
+        let Some((scheme, rest)) = entry.split_once("://") else {
+            return Err(format!(
+                "`{entry}` must look like `scheme://host[:port]`, e.g. `https://api.example.com`"
+            ));
         };
+        if !matches!(scheme, "http" | "https" | "*") {
+            return Err(format!(
+                "unsupported scheme `{scheme}` in `{entry}`: use `http`, `https` or `*`"
+            ));
+        }
+        // An IPv6 address keeps its brackets, as a request's host has them.
+        let (host, port) = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+            Some((address, after)) => {
+                let host = &rest[..address.len() + 2];
+                match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None if after.is_empty() => (host, None),
+                    None => return Err(format!("`{entry}` must name a host and no path")),
+                }
+            }
+            None => match rest.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            },
+        };
+        if host.is_empty() || host.contains('/') || host == "[]" {
+            return Err(format!("`{entry}` must name a host and no path"));
+        }
         let scheme = (scheme != "*").then(|| scheme.to_ascii_lowercase());
         let port = match port {
             Some("*") => None,
-            Some(p) => Some(p.parse().ok()?),
+            Some(p) => Some(
+                p.parse()
+                    .map_err(|_| format!("invalid port `{p}` in `{entry}`"))?,
+            ),
             None => match scheme.as_deref() {
                 Some("http") => Some(80),
                 Some("https") => Some(443),
                 _ => None,
             },
         };
-        Some(Self {
+        Ok(Self {
             scheme,
             host: host.to_ascii_lowercase(),
             port,
@@ -256,7 +273,7 @@ mod tests {
     use super::AllowedHost;
 
     fn allows(entry: &str, scheme: &str, host: &str, port: u16) -> bool {
-        AllowedHost::parse(entry).is_some_and(|a| a.allows(scheme, host, port))
+        AllowedHost::parse(entry).is_ok_and(|a| a.allows(scheme, host, port))
     }
 
     #[test]
@@ -290,5 +307,33 @@ mod tests {
         ));
         assert!(allows("*://localhost:*", "http", "LOCALHOST", 1234));
         assert!(!allows("http://localhost:80", "http", "127.0.0.1", 80));
+        assert!(allows("http://[::1]", "http", "[::1]", 80));
+        assert!(allows("http://[::1]:8717", "http", "[::1]", 8717));
+        assert!(!allows("http://[::1]:8717", "http", "[::2]", 8717));
+    }
+
+    #[test]
+    fn entries_that_do_not_parse_say_why() {
+        for ok in [
+            "http://127.0.0.1:8717",
+            "https://*.example.com",
+            "*://api.example.com:*",
+            "http://[::1]",
+            "http://[::1]:8080",
+        ] {
+            assert!(AllowedHost::parse(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("example.com", "must look like `scheme://host[:port]`"),
+            ("ftp://example.com", "unsupported scheme `ftp`"),
+            ("http://example.com:99999", "invalid port `99999`"),
+            ("http://example.com/path", "no path"),
+            ("http://[::1]/path", "no path"),
+            ("http://", "must name a host"),
+            ("http://[]", "must name a host"),
+        ] {
+            let error = AllowedHost::parse(bad).unwrap_err();
+            assert!(error.contains(why), "{bad}: {error}");
+        }
     }
 }
