@@ -11,6 +11,8 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
 
+use crate::runtime::KafkaMessage;
+
 /// Why a message was dead-lettered; the `reason` label of
 /// `weir_dead_letters_total` (a closed set, so the metric stays small).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,28 +39,19 @@ impl DeadLetterKind {
     }
 }
 
-/// One dead-letter row before it is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// Source topic.
-    pub topic: String,
-    /// Source partition.
-    pub partition: i32,
-    /// Source offset.
-    pub offset: i64,
-    /// The record's timestamp, ms since the epoch.
-    pub timestamp_ms: Option<i64>,
-    /// The raw key.
-    pub key: Option<Vec<u8>>,
-    /// The raw value.
-    pub value: Option<Vec<u8>>,
+/// One dead-letter row before it is written: the message as it was read
+/// (its coordinates, timestamp, key and value go into the row), and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetter<'a> {
+    /// The message.
+    pub message: &'a KafkaMessage,
     /// The kind of failure.
     pub kind: DeadLetterKind,
     /// The failure in words.
-    pub reason: String,
+    pub reason: &'a str,
 }
 
-impl DeadLetter {
+impl DeadLetter<'_> {
     /// Builds the dead-letter table's batch for `letters`, stamped `now`.
     pub fn to_batch(
         letters: &[Self],
@@ -74,36 +67,36 @@ impl DeadLetter {
             Arc::new(letters.iter().map(|l| Some(f(l))).collect::<StringArray>())
         };
         let columns: Vec<ArrayRef> = vec![
-            strings(|l| &l.topic),
+            strings(|l| &l.message.topic),
             Arc::new(Int32Array::from_iter_values(
-                letters.iter().map(|l| l.partition),
+                letters.iter().map(|l| l.message.partition),
             )),
             Arc::new(Int64Array::from_iter_values(
-                letters.iter().map(|l| l.offset),
+                letters.iter().map(|l| l.message.offset),
             )),
             Arc::new(
                 letters
                     .iter()
-                    .map(|l| l.timestamp_ms.map(|ms| ms.saturating_mul(1000)))
+                    .map(|l| l.message.timestamp_ms.map(|ms| ms.saturating_mul(1000)))
                     .collect::<TimestampMicrosecondArray>()
                     .with_timezone("UTC"),
             ),
             Arc::new(
                 letters
                     .iter()
-                    .map(|l| l.key.as_deref())
+                    .map(|l| l.message.key.as_deref())
                     .collect::<BinaryArray>(),
             ),
             Arc::new(
                 letters
                     .iter()
-                    .map(|l| l.value.as_deref())
+                    .map(|l| l.message.value.as_deref())
                     .collect::<BinaryArray>(),
             ),
             Arc::new(StringArray::from(vec![function; n])),
             Arc::new(StringArray::from(vec![digest; n])),
             strings(|l| l.kind.as_str()),
-            strings(|l| &l.reason),
+            strings(|l| l.reason),
             Arc::new(TimestampMicrosecondArray::from(vec![now_us; n]).with_timezone("UTC")),
             Arc::new(Date32Array::from(vec![days; n])),
         ];

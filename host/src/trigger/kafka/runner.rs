@@ -659,18 +659,10 @@ impl KafkaRunner {
         let rows: Vec<DeadLetter> = letters
             .iter()
             .filter(|(i, _)| self.needs(t, &batch[**i]))
-            .map(|(i, (kind, reason))| {
-                let m = &batch[*i];
-                DeadLetter {
-                    topic: m.topic.clone(),
-                    partition: m.partition,
-                    offset: m.offset,
-                    timestamp_ms: m.timestamp_ms,
-                    key: m.key.clone(),
-                    value: m.value.clone(),
-                    kind: *kind,
-                    reason: reason.clone(),
-                }
+            .map(|(i, (kind, reason))| DeadLetter {
+                message: &batch[*i],
+                kind: *kind,
+                reason,
             })
             .collect();
         for letter in &rows {
