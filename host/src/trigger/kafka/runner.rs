@@ -413,7 +413,7 @@ impl KafkaRunner {
         let consumer = Arc::clone(&self.consumer);
         let owned_topic = topic.to_owned();
         let (low, high) = tokio::task::spawn_blocking(move || {
-            consumer.fetch_watermarks(&owned_topic, partition, Duration::from_secs(10))
+            consumer.fetch_watermarks(&owned_topic, partition, BROKER_TIMEOUT)
         })
         .await?
         .with_context(|| format!("reading the watermarks of `{topic}` [{partition}]"))?;
@@ -446,7 +446,7 @@ impl KafkaRunner {
                     &owned_topic,
                     partition,
                     Offset::Offset(start),
-                    Duration::from_secs(10),
+                    BROKER_TIMEOUT,
                 )
             })
             .await?
