@@ -10,14 +10,20 @@ use std::time::Duration;
 use rdkafka::ClientContext;
 use rdkafka::Offset;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio::sync::mpsc;
 
+use anyhow::Context as _;
+
+use super::commit::PartitionLog;
 use super::progress::Partition;
 use crate::metrics::Metrics;
+
+/// How long a metadata, watermark, seek or offset request may take.
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a trigger comes to own partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -137,6 +143,48 @@ pub fn create(
         .set("fetch.wait.max.ms", "100")
         .create_with_context(context)?;
     Ok((consumer, rx))
+}
+
+/// The consumer's view of its partitions' logs. Watermarks and seeks
+/// are round trips to the brokers: they run on the blocking pool.
+impl PartitionLog for Arc<StreamConsumer<Context>> {
+    async fn watermarks(&self, part: &Partition) -> anyhow::Result<(i64, i64)> {
+        let (consumer, p) = (Arc::clone(self), part.clone());
+        tokio::task::spawn_blocking(move || {
+            consumer.fetch_watermarks(&p.topic, p.partition, BROKER_TIMEOUT)
+        })
+        .await?
+        .with_context(|| format!("reading the watermarks of {part}"))
+    }
+
+    async fn seek(&self, part: &Partition, offset: i64) -> anyhow::Result<()> {
+        let (consumer, p) = (Arc::clone(self), part.clone());
+        tokio::task::spawn_blocking(move || {
+            Consumer::seek(
+                consumer.as_ref(),
+                &p.topic,
+                p.partition,
+                Offset::Offset(offset),
+                BROKER_TIMEOUT,
+            )
+        })
+        .await?
+        .with_context(|| format!("seeking {part} to {offset}"))
+    }
+
+    fn pause(&self, part: &Partition) -> anyhow::Result<()> {
+        Ok(Consumer::pause(
+            self.as_ref(),
+            &one(&part.topic, part.partition),
+        )?)
+    }
+
+    fn resume(&self, part: &Partition) -> anyhow::Result<()> {
+        Ok(Consumer::resume(
+            self.as_ref(),
+            &one(&part.topic, part.partition),
+        )?)
+    }
 }
 
 /// A partition list of one partition.

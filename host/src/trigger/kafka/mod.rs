@@ -2,6 +2,7 @@
 //! rebalances), batching, and the run loop that turns batches into Delta
 //! commits exactly once (DESIGN.md §5).
 
+mod commit;
 mod config;
 mod consumer;
 mod progress;

@@ -30,11 +30,72 @@ impl std::fmt::Display for Partition {
     }
 }
 
+/// One of a trigger's tables: an output table (by its index in name
+/// order) or the dead-letter table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `tables` of the trigger, in name order.
+    Output(usize),
+    /// The trigger's `dead_letter` table.
+    DeadLetters,
+}
+
+/// Every table's last offset of one partition (its `txn` version; `None`:
+/// nothing of the partition yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versions {
+    /// Per output table, in name order.
+    pub outputs: Vec<Option<i64>>,
+    /// The dead-letter table's.
+    pub dead_letters: Option<i64>,
+}
+
+impl Versions {
+    /// One table's version; `None` if `target` is not one of them.
+    pub fn get(&self, target: Target) -> Option<Option<i64>> {
+        match target {
+            Target::Output(t) => self.outputs.get(t).copied(),
+            Target::DeadLetters => Some(self.dead_letters),
+        }
+    }
+
+    fn slot(&mut self, target: Target) -> Option<&mut Option<i64>> {
+        match target {
+            Target::Output(t) => self.outputs.get_mut(t),
+            Target::DeadLetters => Some(&mut self.dead_letters),
+        }
+    }
+
+    /// Every table's version, outputs first.
+    pub fn iter(&self) -> impl Iterator<Item = Option<i64>> + '_ {
+        self.outputs
+            .iter()
+            .copied()
+            .chain(std::iter::once(self.dead_letters))
+    }
+
+    /// Whether `target` still needs the message at `offset`.
+    pub fn needs(&self, target: Target, offset: i64) -> bool {
+        self.get(target)
+            .is_some_and(|v| v.is_none_or(|last| offset > last))
+    }
+
+    /// Where to start reading the partition: just after the table that is
+    /// furthest behind, or `None` (the group's committed offset) if some
+    /// table has nothing from it yet.
+    pub fn start_offset(&self) -> Option<i64> {
+        self.iter()
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|v| v.into_iter().min())
+            .map(|last| last + 1)
+    }
+}
+
 /// The state of one owned partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PartState {
-    /// Positioned: `versions[t]` is table `t`'s last offset (`None`: nothing yet).
-    Ready(Vec<Option<i64>>),
+    /// Positioned: every table's last offset.
+    Ready(Versions),
     /// Must be re-read from the Delta log (after a failed or fenced
     /// commit) before its messages flow again; retried from `at`.
     Resync {
@@ -80,7 +141,7 @@ impl Progress {
     }
 
     /// The versions of a ready partition.
-    pub fn versions(&self, topic: &str, partition: i32) -> Option<&[Option<i64>]> {
+    pub fn versions(&self, topic: &str, partition: i32) -> Option<&Versions> {
         match self.parts.get(&Partition::new(topic, partition)) {
             Some(PartState::Ready(v)) => Some(v),
             _ => None,
@@ -93,10 +154,10 @@ impl Progress {
             .is_some_and(|v| v.iter().any(|t| t.is_none_or(|last| offset > last)))
     }
 
-    /// Records a commit of table `table` up to `offset`.
-    pub fn advance(&mut self, partition: &Partition, table: usize, offset: i64) {
+    /// Records a commit of `target` up to `offset`.
+    pub fn advance(&mut self, partition: &Partition, target: Target, offset: i64) {
         if let Some(PartState::Ready(v)) = self.parts.get_mut(partition)
-            && let Some(slot) = v.get_mut(table)
+            && let Some(slot) = v.slot(target)
         {
             *slot = Some(offset);
         }
@@ -131,40 +192,50 @@ impl Progress {
     }
 }
 
-/// Where to start reading a partition whose tables hold `versions`: just
-/// after the table that is furthest behind, or `None` (the group's committed
-/// offset) if some table has nothing from it yet.
-pub fn start_offset(versions: &[Option<i64>]) -> Option<i64> {
-    versions
-        .iter()
-        .copied()
-        .collect::<Option<Vec<i64>>>()
-        .and_then(|v| v.into_iter().min())
-        .map(|last| last + 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn versions(outputs: &[Option<i64>], dead_letters: Option<i64>) -> Versions {
+        Versions {
+            outputs: outputs.to_vec(),
+            dead_letters,
+        }
+    }
+
     #[test]
     fn starts_after_the_table_furthest_behind() {
-        assert_eq!(start_offset(&[Some(10), Some(4)]), Some(5));
-        assert_eq!(start_offset(&[Some(10), None]), None);
-        assert_eq!(start_offset(&[]), None);
+        assert_eq!(versions(&[Some(10)], Some(4)).start_offset(), Some(5));
+        assert_eq!(versions(&[Some(3)], Some(4)).start_offset(), Some(4));
+        assert_eq!(versions(&[Some(10), None], Some(12)).start_offset(), None);
+        assert_eq!(versions(&[], None).start_offset(), None);
+        assert_eq!(versions(&[], Some(0)).start_offset(), Some(1));
     }
 
     #[test]
     fn wants_a_message_until_every_table_has_it() {
         let mut p = Progress::default();
         let part = Partition::new("t", 0);
-        p.set(part.clone(), PartState::Ready(vec![Some(10), Some(4)]));
+        p.set(
+            part.clone(),
+            PartState::Ready(versions(&[Some(10)], Some(4))),
+        );
         assert!(p.wants("t", 0, 5));
         assert!(!p.wants("t", 0, 4));
-        p.advance(&part, 1, 10);
+        p.advance(&part, Target::DeadLetters, 10);
         assert!(!p.wants("t", 0, 10));
         assert!(p.wants("t", 0, 11));
         assert!(!p.wants("t", 1, 11), "not owned");
+        p.advance(&part, Target::Output(0), 12);
+        p.advance(&part, Target::Output(7), 99);
+        let v = p.versions("t", 0).expect("ready");
+        assert_eq!(
+            v,
+            &versions(&[Some(12)], Some(10)),
+            "no table 7: nothing moved"
+        );
+        assert!(v.needs(Target::DeadLetters, 11) && !v.needs(Target::Output(0), 11));
+        assert!(!v.needs(Target::Output(1), 11), "not a table");
         p.set(part, PartState::Stopped("gone".to_owned()));
         assert!(!p.wants("t", 0, 11), "stopped");
     }
@@ -194,12 +265,12 @@ mod tests {
                 attempts: 2,
             },
         );
-        p.set(c.clone(), PartState::Ready(vec![None]));
+        p.set(c.clone(), PartState::Ready(versions(&[None], None)));
         assert_eq!(p.next_due(), Some(now));
         assert_eq!(p.due(now), vec![(a.clone(), 1)]);
         assert_eq!(p.due(later).len(), 2);
         // Positioned again: no longer due; set twice: counted once.
-        p.set(a.clone(), PartState::Ready(vec![Some(3)]));
+        p.set(a.clone(), PartState::Ready(versions(&[Some(3)], Some(3))));
         p.set(
             b.clone(),
             PartState::Resync {

@@ -1,8 +1,8 @@
-//! The Kafka trigger's run loop: collect a batch, invoke the transform
-//! (retrying once), route rows and dead letters per table, commit each
-//! table with its `txn` actions, then commit offsets (DESIGN.md §5).
+//! The Kafka trigger's run loop: follow rebalances, collect a batch within
+//! its latency window, invoke the transform (retrying once), hand the
+//! outcomes to the [`Committer`] (DESIGN.md §5), then commit offsets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,25 +13,20 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::KafkaTrigger;
-use super::consumer::{self, Assignment, Context, Ownership};
-use super::progress::{PartState, Partition, Progress, start_offset};
+use super::commit::Committer;
+use super::consumer::{self, Assignment, BROKER_TIMEOUT, Context, Ownership};
+use super::progress::Partition;
 use super::transform::{Transform, TransformSource};
 use crate::failpoint;
 use crate::metrics::Metrics;
 use crate::runtime::{KafkaMessage, Outcome};
-use crate::sink::delta::{
-    self, CommitInfo, DeadLetter, DeadLetterKind, DecodedRows, TableWriter, TxnUpdate,
-};
+use crate::sink::delta::CommitInfo;
 
 /// How long `recv` waits when no batch is open, so rebalances and resyncs
 /// are looked at regularly.
 const IDLE_POLL: Duration = Duration::from_millis(200);
-/// Longest back-off between attempts to re-read a partition's tables.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often every partition's lag is probed (`weir_kafka_topic_lag`).
 const LAG_PROBE_EVERY: Duration = Duration::from_secs(10);
-/// How long a metadata, watermark or offset request may take.
-const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a runner needs besides its component.
 #[derive(Debug, Clone)]
@@ -51,14 +46,11 @@ pub struct RunnerConfig {
 /// One Kafka trigger, running.
 pub struct KafkaRunner {
     trigger: KafkaTrigger,
-    app: String,
     source: TransformSource,
-    /// Output tables in name order, then the dead-letter table.
-    tables: Vec<TableWriter>,
+    /// The tables and every owned partition's progress through them.
+    committer: Committer,
     consumer: Arc<StreamConsumer<Context>>,
     events: tokio::sync::mpsc::UnboundedReceiver<Assignment>,
-    progress: Progress,
-    info: CommitInfo,
     metrics: Arc<Metrics>,
     /// How long processing a batch takes.
     flush_time: FlushTime,
@@ -151,7 +143,7 @@ impl std::fmt::Debug for KafkaRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaRunner")
             .field("trigger", &self.trigger.id)
-            .field("tables", &self.tables)
+            .field("committer", &self.committer)
             .finish_non_exhaustive()
     }
 }
@@ -166,26 +158,14 @@ impl KafkaRunner {
         let source = source.into();
         let trigger = config.trigger;
         let function = source.id().to_owned();
-        let mut tables = Vec::new();
-        let dead_letters = "dead_letters".to_owned();
-        let targets = trigger
-            .tables
-            .iter()
-            .chain(std::iter::once((&dead_letters, &trigger.dead_letter)));
-        for (name, target) in targets {
-            let table = TableWriter::open(
-                name,
-                &target.uri,
-                &target.schema,
-                &target.partition_by,
-                trigger.checkpoint_interval,
-            )
-            .await
-            .with_context(|| format!("trigger `{}`: opening table `{name}`", trigger.id))?;
-            metrics.init_table(&function, name, *name == dead_letters);
-            report_orphans(&table, &function, &metrics).await;
-            tables.push(table);
-        }
+        let info = CommitInfo {
+            function: function.clone(),
+            // Set from the version checked out for each batch.
+            component_digest: String::new(),
+            trigger: trigger.id.clone(),
+            host_id: config.host_id,
+        };
+        let committer = Committer::open(&trigger, &config.app, info, Arc::clone(&metrics)).await?;
         let (consumer, events) = consumer::create(
             &config.brokers,
             &trigger.group,
@@ -217,22 +197,12 @@ impl KafkaRunner {
                 })?;
             }
         }
-        let info = CommitInfo {
-            function,
-            // Set from the version checked out for each batch.
-            component_digest: String::new(),
-            trigger: trigger.id.clone(),
-            host_id: config.host_id,
-        };
         Ok(Self {
             trigger,
-            app: config.app,
             source,
-            tables,
+            committer,
             consumer,
             events,
-            progress: Progress::default(),
-            info,
             metrics,
             flush_time: FlushTime::default(),
         })
@@ -240,13 +210,13 @@ impl KafkaRunner {
 
     /// Consumes until `shutdown`; the batch being collected then is still
     /// processed and committed.
-    #[tracing::instrument(name = "kafka", skip_all, fields(trigger = %self.trigger.id, function = %self.info.function))]
+    #[tracing::instrument(name = "kafka", skip_all, fields(trigger = %self.trigger.id, function = %self.committer.function()))]
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(topics = ?self.trigger.topics, group = %self.trigger.group, "kafka trigger started");
         let probe = tokio::spawn(probe_lag(
             Arc::clone(&self.consumer),
             self.trigger.topics.clone(),
-            self.info.function.clone(),
+            self.committer.function().to_owned(),
             Arc::clone(&self.metrics),
             shutdown.clone(),
         ));
@@ -285,7 +255,7 @@ impl KafkaRunner {
                 break;
             }
             let mut wait = close_at.map_or(IDLE_POLL, |d| d - now);
-            if let Some(due) = self.progress.next_due() {
+            if let Some(due) = self.committer.progress().next_due() {
                 wait = wait.min(due.saturating_duration_since(now));
             }
             let consumer = Arc::clone(&self.consumer);
@@ -307,10 +277,11 @@ impl KafkaRunner {
                 }
                 Ok(Ok(m)) => m,
             };
-            if !self
-                .progress
-                .wants(message.topic(), message.partition(), message.offset())
-            {
+            if !self.committer.progress().wants(
+                message.topic(),
+                message.partition(),
+                message.offset(),
+            ) {
                 continue;
             }
             let message = detach(&message);
@@ -334,131 +305,30 @@ impl KafkaRunner {
                 Assignment::Assigned(parts) => {
                     for part in parts {
                         revoked.remove(&part);
-                        self.position(part, 0).await;
+                        self.committer.position(part, 0, &self.consumer).await;
                     }
                 }
                 Assignment::Revoked(parts) => {
                     for part in parts {
-                        self.progress.remove(&part);
+                        self.committer.revoke(&part);
                         revoked.insert(part);
                     }
                 }
             }
             self.metrics
                 .kafka_assigned_partitions
-                .with_label_values(&[&self.info.function])
-                .set(i64::try_from(self.progress.len()).unwrap_or(i64::MAX));
+                .with_label_values(&[self.committer.function()])
+                .set(i64::try_from(self.committer.progress().len()).unwrap_or(i64::MAX));
         }
         revoked
     }
 
     async fn resync_due(&mut self) {
-        for (part, attempts) in self.progress.due(Instant::now()) {
-            self.position(part, attempts).await;
+        for (part, attempts) in self.committer.progress().due(Instant::now()) {
+            self.committer
+                .position(part, attempts, &self.consumer)
+                .await;
         }
-    }
-
-    /// Reads every table's version for `part`, refuses it if its offsets
-    /// went backwards, seeks just after the table furthest behind and lets
-    /// its messages flow. On failure, schedules another attempt.
-    async fn position(&mut self, part: Partition, attempts: u32) {
-        let (topic, partition) = (part.topic.clone(), part.partition);
-        match self.read_position(&topic, partition).await {
-            Ok(state) => {
-                if let PartState::Stopped(reason) = &state {
-                    tracing::error!(topic, partition, "{reason}");
-                    self.metrics
-                        .kafka_partition_stopped
-                        .with_label_values(&[&self.info.function, &topic, &partition.to_string()])
-                        .set(1);
-                } else {
-                    self.metrics
-                        .kafka_partition_stopped
-                        .with_label_values(&[&self.info.function, &topic, &partition.to_string()])
-                        .set(0);
-                    if let Err(e) = self.consumer.resume(&consumer::one(&topic, partition)) {
-                        tracing::warn!(topic, partition, error = %e, "cannot resume partition");
-                    }
-                }
-                self.progress.set(part, state);
-            }
-            Err(e) => {
-                let backoff = (Duration::from_millis(500) * 2u32.saturating_pow(attempts.min(6)))
-                    .min(MAX_BACKOFF);
-                tracing::warn!(
-                    topic,
-                    partition,
-                    error = format!("{e:#}"),
-                    retry_in_ms = backoff.as_millis(),
-                    "cannot position partition"
-                );
-                self.progress.set(
-                    part,
-                    PartState::Resync {
-                        at: Instant::now() + backoff,
-                        attempts: attempts + 1,
-                    },
-                );
-            }
-        }
-    }
-
-    async fn read_position(&mut self, topic: &str, partition: i32) -> anyhow::Result<PartState> {
-        let app_id = delta::app_id(&self.app, &self.info.function, topic, partition);
-        let mut versions = Vec::with_capacity(self.tables.len());
-        for table in &mut self.tables {
-            let v = table.versions(std::slice::from_ref(&app_id)).await?;
-            versions.push(v.into_iter().next().flatten());
-        }
-        let consumer = Arc::clone(&self.consumer);
-        let owned_topic = topic.to_owned();
-        let (low, high) = tokio::task::spawn_blocking(move || {
-            consumer.fetch_watermarks(&owned_topic, partition, BROKER_TIMEOUT)
-        })
-        .await?
-        .with_context(|| format!("reading the watermarks of `{topic}` [{partition}]"))?;
-        for (table, version) in self.tables.iter().zip(&versions) {
-            if let Some(v) = version
-                && *v >= high
-            {
-                return Ok(PartState::Stopped(format!(
-                    "table `{}` holds offsets of `{topic}` [{partition}] up to {v}, but the partition ends at {high}: \
-                     the topic was recreated or the broker lost its log. Refusing it; use a new application name \
-                     or reset the table (`txn` app id `{app_id}`)",
-                    table.name
-                )));
-            }
-        }
-        if let Some(start) = start_offset(&versions) {
-            if start < low {
-                tracing::warn!(
-                    topic,
-                    partition,
-                    start,
-                    low,
-                    "messages after the tables' last offsets were deleted by retention: they are lost"
-                );
-            }
-            let consumer = Arc::clone(&self.consumer);
-            let owned_topic = topic.to_owned();
-            tokio::task::spawn_blocking(move || {
-                consumer.seek(
-                    &owned_topic,
-                    partition,
-                    Offset::Offset(start),
-                    BROKER_TIMEOUT,
-                )
-            })
-            .await?
-            .with_context(|| format!("seeking `{topic}` [{partition}] to {start}"))?;
-        }
-        tracing::info!(
-            topic,
-            partition,
-            ?versions,
-            "partition positioned from the Delta log"
-        );
-        Ok(PartState::Ready(versions))
     }
 
     /// Invokes, routes and commits one batch, all with the version of the
@@ -468,62 +338,18 @@ impl KafkaRunner {
         #[expect(clippy::cast_precision_loss, reason = "a histogram sample")]
         self.metrics
             .batch_records
-            .with_label_values(&[&self.info.function])
+            .with_label_values(&[self.committer.function()])
             .observe(batch.len() as f64);
         let checkout = self.source.checkout().await;
-        if self.info.component_digest != checkout.transform.digest() {
-            self.info.component_digest = checkout.transform.digest().to_owned();
-        }
+        self.committer.produced_by(checkout.transform.digest());
         let outcomes = self.invoke(checkout.transform.as_ref(), &batch).await;
-        let plan = self.route(&batch, outcomes);
-        failpoint::hit("batch-before-write");
-        let mut ends: BTreeMap<Partition, i64> = BTreeMap::new();
-        for m in &batch {
-            let end = ends
-                .entry(Partition::new(m.topic.as_str(), m.partition))
-                .or_insert(m.offset);
-            *end = (*end).max(m.offset);
-        }
-        let partitions: Vec<String> = ends.keys().map(ToString::to_string).collect();
+        let plan = self.committer.plan(&batch, outcomes);
+        let partitions: Vec<String> = plan.partitions().map(ToString::to_string).collect();
         tracing::Span::current().record("partitions", partitions.join(",").as_str());
-        let mut failed: BTreeSet<Partition> = BTreeSet::new();
-        let dead_letter = self.tables.len() - 1;
-        let mut plan = plan;
-        for t in 0..self.tables.len() {
-            if t > 0 {
-                failpoint::hit("delta-between-tables");
-            }
-            let txns = self.txns(t, &ends);
-            if txns.is_empty() {
-                continue;
-            }
-            let rows = if t == dead_letter {
-                self.dead_letter_batch(&batch, &plan.letters)
-            } else {
-                // Only rows of partitions this commit advances: a partition
-                // whose commit to an earlier table failed is re-read from
-                // the log, and its rows must not land here without its txn.
-                let committed: BTreeSet<(&str, i32)> = txns
-                    .iter()
-                    .map(|(p, _)| (p.topic.as_str(), p.partition))
-                    .collect();
-                std::mem::take(&mut plan.rows[t]).map(|rows| {
-                    let outside: BTreeMap<usize, ()> = rows
-                        .sources
-                        .iter()
-                        .filter(|i| {
-                            let m = &batch[**i];
-                            !committed.contains(&(m.topic.as_str(), m.partition))
-                        })
-                        .map(|i| (*i, ()))
-                        .collect();
-                    delta::without(rows, &outside).batch
-                })
-            };
-            self.commit(t, rows, &txns, &mut failed).await;
-        }
+        failpoint::hit("batch-before-write");
+        let offsets = self.committer.commit(plan, &self.consumer).await;
         failpoint::hit("delta-before-offset-commit");
-        self.commit_offsets(&ends, &failed);
+        self.commit_offsets(&offsets);
         drop(checkout);
         self.source.processed(batch);
     }
@@ -549,221 +375,11 @@ impl KafkaRunner {
         Err(format!("invocation failed twice: {last}"))
     }
 
-    /// Which rows go to which table, and which messages are dead letters.
-    fn route(&self, batch: &[KafkaMessage], outcomes: Result<Vec<Outcome>, String>) -> Plan {
-        let outputs = self.tables.len() - 1;
-        let mut letters: BTreeMap<usize, (DeadLetterKind, String)> = BTreeMap::new();
-        let mut texts: Vec<Vec<(usize, &str)>> = vec![Vec::new(); outputs];
-        let outcomes = match &outcomes {
-            Ok(o) => o,
-            Err(reason) => {
-                for i in 0..batch.len() {
-                    letters.insert(i, (DeadLetterKind::InvocationFailed, reason.clone()));
-                }
-                return Plan {
-                    rows: vec![None; outputs],
-                    letters,
-                };
-            }
-        };
-        for (i, (message, outcome)) in batch.iter().zip(outcomes).enumerate() {
-            match outcome {
-                Outcome::Reject(reason) => {
-                    letters.insert(i, (DeadLetterKind::Rejected, reason.clone()));
-                }
-                Outcome::Rows(tables) => {
-                    for rows in tables {
-                        let Some(t) = self.tables[..outputs]
-                            .iter()
-                            .position(|w| w.name == rows.table)
-                        else {
-                            letters.insert(
-                                i,
-                                (
-                                    DeadLetterKind::UnknownTable,
-                                    format!(
-                                        "rows for table `{}`, which the trigger does not declare",
-                                        rows.table
-                                    ),
-                                ),
-                            );
-                            continue;
-                        };
-                        if self.needs(t, message) {
-                            texts[t].extend(rows.rows.iter().map(|r| (i, r.as_str())));
-                        }
-                    }
-                }
-            }
-        }
-        let mut decoded: Vec<DecodedRows> = Vec::with_capacity(outputs);
-        for (t, rows) in texts.iter().enumerate() {
-            let (rows, bad) = delta::decode(self.tables[t].arrow_schema(), rows);
-            for (i, reason) in bad {
-                letters.entry(i).or_insert((
-                    DeadLetterKind::InvalidRow,
-                    format!("table `{}`: {reason}", self.tables[t].name),
-                ));
-            }
-            decoded.push(rows);
-        }
-        Plan {
-            rows: decoded
-                .into_iter()
-                .map(|d| Some(delta::without(d, &letters)))
-                .collect(),
-            letters,
-        }
-    }
-
-    /// Whether table `t` still needs rows from `message`.
-    fn needs(&self, t: usize, message: &KafkaMessage) -> bool {
-        self.progress
-            .versions(&message.topic, message.partition)
-            .and_then(|v| v.get(t))
-            .is_some_and(|v| v.is_none_or(|last| message.offset > last))
-    }
-
-    /// Table `t`'s `txn` updates: every ready partition of the batch the
-    /// table has not yet seen to its end.
-    fn txns(&self, t: usize, ends: &BTreeMap<Partition, i64>) -> Vec<(Partition, TxnUpdate)> {
-        ends.iter()
-            .filter_map(|(part, end)| {
-                let expected = *self
-                    .progress
-                    .versions(&part.topic, part.partition)?
-                    .get(t)?;
-                expected.is_none_or(|v| v < *end).then(|| {
-                    let update = TxnUpdate {
-                        app_id: delta::app_id(
-                            &self.app,
-                            &self.info.function,
-                            &part.topic,
-                            part.partition,
-                        ),
-                        expected,
-                        version: *end,
-                    };
-                    (part.clone(), update)
-                })
-            })
-            .collect()
-    }
-
-    fn dead_letter_batch(
-        &self,
-        batch: &[KafkaMessage],
-        letters: &BTreeMap<usize, (DeadLetterKind, String)>,
-    ) -> Option<deltalake::arrow::array::RecordBatch> {
-        let t = self.tables.len() - 1;
-        let rows: Vec<DeadLetter> = letters
-            .iter()
-            .filter(|(i, _)| self.needs(t, &batch[**i]))
-            .map(|(i, (kind, reason))| DeadLetter {
-                message: &batch[*i],
-                kind: *kind,
-                reason,
-            })
-            .collect();
-        for letter in &rows {
-            self.metrics
-                .dead_letters
-                .with_label_values(&[
-                    &self.info.function,
-                    &self.tables[t].name,
-                    letter.kind.as_str(),
-                ])
-                .inc();
-        }
-        match DeadLetter::to_batch(
-            &rows,
-            self.tables[t].arrow_schema(),
-            &self.info.function,
-            &self.info.component_digest,
-            chrono::Utc::now(),
-        ) {
-            Ok(batch) => Some(batch),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot build the dead-letter batch");
-                None
-            }
-        }
-    }
-
-    /// Commits table `t`; on failure marks its partitions for a resync.
-    async fn commit(
-        &mut self,
-        t: usize,
-        rows: Option<deltalake::arrow::array::RecordBatch>,
-        txns: &[(Partition, TxnUpdate)],
-        failed: &mut BTreeSet<Partition>,
-    ) {
-        let started = Instant::now();
-        let function = self.info.function.clone();
-        let name = self.tables[t].name.clone();
-        let labels = [function.as_str(), name.as_str()];
-        let updates: Vec<TxnUpdate> = txns.iter().map(|(_, u)| u.clone()).collect();
-        let result = self.tables[t].commit(rows, &updates, &self.info).await;
-        match result {
-            Ok(committed) => {
-                self.metrics
-                    .delta_commit_duration
-                    .with_label_values(&labels)
-                    .observe(started.elapsed().as_secs_f64());
-                self.metrics.delta_commits.with_label_values(&labels).inc();
-                self.metrics
-                    .delta_rows_written
-                    .with_label_values(&labels)
-                    .inc_by(committed.rows as u64);
-                self.metrics
-                    .delta_version
-                    .with_label_values(&labels)
-                    .set(i64::try_from(committed.version).unwrap_or(i64::MAX));
-                for (part, update) in txns {
-                    self.progress.advance(part, t, update.version);
-                }
-            }
-            Err(e) => {
-                let kind = if e.is_fenced() { "fenced" } else { "error" };
-                self.metrics
-                    .delta_commit_errors
-                    .with_label_values(&[function.as_str(), name.as_str(), kind])
-                    .inc();
-                tracing::error!(table = %name, error = format!("{:#}", anyhow::Error::new(e)), "commit abandoned; its partitions will be re-read from the Delta log");
-                for (part, _) in txns {
-                    if let Err(e) = self
-                        .consumer
-                        .pause(&consumer::one(&part.topic, part.partition))
-                    {
-                        tracing::warn!(error = %e, "cannot pause partition");
-                    }
-                    self.progress.set(
-                        part.clone(),
-                        PartState::Resync {
-                            at: Instant::now(),
-                            attempts: 0,
-                        },
-                    );
-                    failed.insert(part.clone());
-                }
-            }
-        }
-    }
-
     /// Commits consumer offsets (async; used only for lag, DESIGN.md §5.4).
-    fn commit_offsets(&self, ends: &BTreeMap<Partition, i64>, failed: &BTreeSet<Partition>) {
+    fn commit_offsets(&self, offsets: &[(Partition, i64)]) {
         let mut list = TopicPartitionList::new();
-        for (part, end) in ends {
-            if !failed.contains(part)
-                && self
-                    .progress
-                    .versions(&part.topic, part.partition)
-                    .is_some()
-            {
-                // A partition that went away mid-batch is not ours to commit.
-                let _ =
-                    list.add_partition_offset(&part.topic, part.partition, Offset::Offset(end + 1));
-            }
+        for (part, next) in offsets {
+            let _ = list.add_partition_offset(&part.topic, part.partition, Offset::Offset(*next));
         }
         if list.count() > 0
             && let Err(e) = self.consumer.commit(&list, CommitMode::Async)
@@ -805,13 +421,6 @@ async fn probe_lag(
     }
 }
 
-/// A batch routed: rows per output table (taken as committed) and dead
-/// letters by message index.
-struct Plan {
-    rows: Vec<Option<DecodedRows>>,
-    letters: BTreeMap<usize, (DeadLetterKind, String)>,
-}
-
 /// Copies a borrowed rdkafka message into a domain message.
 fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> KafkaMessage {
     KafkaMessage {
@@ -829,21 +438,6 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> KafkaMessage {
                     .collect()
             })
             .unwrap_or_default(),
-    }
-}
-
-async fn report_orphans(table: &TableWriter, function: &str, metrics: &Metrics) {
-    match delta::orphans(table).await {
-        Ok(files) => {
-            if !files.is_empty() {
-                tracing::warn!(table = %table.name, count = files.len(), first = %files[0], "parquet files no table version references (left by a crash); safe to delete");
-            }
-            metrics
-                .delta_orphan_files
-                .with_label_values(&[function, &table.name])
-                .set(i64::try_from(files.len()).unwrap_or(i64::MAX));
-        }
-        Err(e) => tracing::warn!(table = %table.name, error = %e, "cannot list the table's files"),
     }
 }
 
