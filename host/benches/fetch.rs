@@ -14,13 +14,13 @@ use gtfs_rt::sample::Sample;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use tokio_util::sync::CancellationToken;
-use weir::devfeed::{self, FeedClock};
 use weir::imports::producer::OutMessage;
 use weir::manifest::Limits;
 use weir::runtime::{ComponentSettings, CronInvocation};
 use weir::sink::Publish as _;
 use weir::sink::kafka::{KafkaSink, KafkaSinkConfig};
 use weir::{Metrics, Runtime, RuntimeConfig, World};
+use weir_devfeed::{self as devfeed, FeedClock};
 
 #[path = "../tests/guests/locate.rs"]
 #[expect(dead_code, reason = "this bench uses only the functions")]

@@ -8,22 +8,25 @@
 //! - `bindings`: the one `bindgen!` of `wit/` (private).
 //! - [`imports`]: what guests may call: outbound HTTP, variables, the Kafka
 //!   `producer` outbox, the `feed` ledger.
-//! - [`trigger`]: `cron` and `kafka` triggers, their config and run loops.
+//! - [`trigger`]: `cron` and `kafka` triggers, their config and run loops;
+//!   the Kafka → Delta exactly-once protocol is `trigger::kafka`'s `commit.rs`.
 //! - [`sink`]: where output goes (the Kafka producer, Delta tables and their dead-letter table).
 //! - [`metrics`]: every metric name and label, in one registry.
 //! - [`broker`]: the embedded Kafka-protocol broker of local mode (tansu).
 //! - [`versions`]: the running version of every function; deploy, rollback, `--watch`.
 //! - [`admin`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`, the function API).
-//! - [`devfeed`]: a local server replaying generated GTFS-RT feeds.
 //! - [`failpoint`]: named crash points for the kill -9 tests.
 //! - [`run`]: `weir up`'s run loop; [`status`]: its live status table;
 //!   [`cli`]: the subcommands; [`telemetry`]: logging.
+//!
+//! Nothing here knows GTFS: the local feed server of `weir dev-feed` and
+//! `weir up --dev-feed` is the crate `weir-devfeed` (`host/devfeed`), which
+//! only [`cli`] uses.
 
 pub mod admin;
 mod bindings;
 pub mod broker;
 pub mod cli;
-pub mod devfeed;
 pub mod failpoint;
 pub mod imports;
 pub mod manifest;

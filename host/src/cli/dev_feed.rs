@@ -4,10 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use gtfs_rt::sample::Sample;
 use tokio_util::sync::CancellationToken;
-
-use crate::devfeed::{self, FeedClock};
+use weir_devfeed::{self as devfeed, FeedClock, Sample};
 
 /// Arguments of `weir dev-feed`.
 #[derive(Debug, clap::Args)]

@@ -47,7 +47,7 @@ struct DecodeArgs {
 
 /// A label encoding_rs knows, checked before the component runs.
 fn encoding_label(label: &str) -> Result<String, String> {
-    gtfs_rt::encoding(label).map(|_| label.to_owned())
+    weir_devfeed::encoding(label).map(|_| label.to_owned())
 }
 
 impl FeedArgs {

@@ -5,13 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-
-use gtfs_rt::sample::Sample;
+use weir_devfeed::{self as devfeed, FeedClock, Sample};
 
 use super::ManifestArg;
 use super::token::TokenArgs;
 use crate::admin::AdminConfig;
-use crate::devfeed::{self, FeedClock};
 use crate::manifest::Manifest;
 use crate::run::{Host, HostConfig, KafkaMode};
 use crate::runtime::RuntimeConfig;

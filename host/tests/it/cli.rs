@@ -492,7 +492,7 @@ async fn dev_feed_serves_three_moving_feeds() {
     // Read every line the server prints (and keep the pipe open): a closed
     // stdout would make its later `println!` fail.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    for path in weir::devfeed::PATHS {
+    for path in weir_devfeed::PATHS {
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
         assert_eq!(line.trim(), format!("http://127.0.0.1:{port}/{path}"));

@@ -15,9 +15,9 @@ use rdkafka::message::Message as _;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use tokio_util::sync::CancellationToken;
-use weir::devfeed::{self, FeedClock};
 use weir::run::KafkaMode;
 use weir::{Host, HostConfig, Manifest, RuntimeConfig};
+use weir_devfeed::{self as devfeed, FeedClock};
 
 use crate::support::{function, sample};
 

@@ -13,8 +13,8 @@ const LAYERS: [&[&str]; 6] = [
     &["bindings", "failpoint", "metrics", "telemetry"],
     // What a guest may call, the sandbox that runs guests, where output goes.
     &["imports", "runtime", "sink"],
-    // The running versions of functions; the embedded broker and dev feed.
-    &["versions", "broker", "devfeed"],
+    // The running versions of functions; the embedded broker.
+    &["versions", "broker"],
     // What wakes functions, and the manifest that configures them.
     &["trigger", "manifest"],
     // The host process: its server, status, run loop.
@@ -120,4 +120,40 @@ fn the_graph_is_read_from_the_sources() {
     for module in arrows.keys() {
         layer(module);
     }
+}
+
+/// The GTFS-specific crates (the feed types and the dev feed server) are a
+/// leaf of the command line, not something the host depends on.
+#[test]
+fn only_the_command_line_knows_gtfs() {
+    let host = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(host.join("Cargo.toml")).unwrap();
+    let dependencies = manifest
+        .split("\n[")
+        .find(|section| section.starts_with("dependencies]"))
+        .expect("a [dependencies] section");
+    assert!(
+        !dependencies.contains("gtfs-rt"),
+        "weir depends on gtfs-rt: {dependencies}"
+    );
+    assert!(dependencies.contains("weir-devfeed"), "{dependencies}");
+    let mut files = Vec::new();
+    sources(&host.join("src"), &mut files);
+    let mut users: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.contains("weir_devfeed") || text.contains("gtfs_rt")
+        })
+        .map(|f| f.strip_prefix(host).unwrap().display().to_string())
+        .collect();
+    users.sort();
+    assert!(
+        !users.is_empty(),
+        "the CLI's dev feed commands use the crate"
+    );
+    assert!(
+        users.iter().all(|f| f.starts_with("src/cli/")),
+        "GTFS code outside the CLI: {users:?}"
+    );
 }

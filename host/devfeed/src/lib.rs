@@ -1,7 +1,8 @@
-//! A local GTFS-Realtime server replaying generated sample feeds (all three
-//! types) as a live feed: each request returns the feed for "now", rounded
-//! down to the refresh interval, so the header timestamp advances like a
-//! real agency's. Used by `weir dev-feed`, local mode, tests and benchmarks.
+//! The GTFS-Realtime side of weir's command line, kept out of the generic
+//! host crate: a local server replaying generated sample feeds (all three
+//! types) as a live feed, used by `weir dev-feed`, local mode, tests and
+//! benchmarks. Each request returns the feed for "now", rounded down to the
+//! refresh interval, so the header timestamp advances like a real agency's.
 //! Each feed is generated and encoded once per timestamp: every request for
 //! the same second gets the same bytes, as from an agency's CDN, and a
 //! benchmark's fetch does not pay for generating a large feed.
@@ -17,9 +18,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use gtfs_rt::sample::Sample;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// The text encodings a feed's strings may be transcoded from (the fetch
+/// component's `feed_encoding`, `weir feed decode --encoding`).
+pub use gtfs_rt::encoding;
+/// The generated network whose feeds are served.
+pub use gtfs_rt::sample::Sample;
 
 /// What time the served feeds describe.
 #[derive(Debug, Clone)]
