@@ -20,7 +20,9 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use tokio_util::sync::CancellationToken;
 use weir::manifest::Limits;
-use weir::runtime::{ComponentSettings, KafkaMessage, Outcome, TableRows};
+use weir::runtime::{
+    BatchOutput, Column, ColumnValues, ComponentSettings, KafkaMessage, TableOutput,
+};
 use weir::sink::delta::TableSchema;
 use weir::trigger::kafka::{KafkaRunner, KafkaTrigger, RunnerConfig, TableTarget, Transform};
 use weir::{Metrics, Runtime, RuntimeConfig, World};
@@ -46,21 +48,69 @@ impl Transform for Native {
     fn handle<'a>(
         &'a self,
         batch: &'a [KafkaMessage],
-    ) -> BoxFuture<'a, Result<Vec<Outcome>, String>> {
+    ) -> BoxFuture<'a, Result<BatchOutput, String>> {
         Box::pin(async move {
-            Ok(batch
-                .iter()
-                .map(|m| {
-                    match vehicle_transform::transform(m.value.as_deref(), m.partition, m.offset) {
-                        Ok(row) => Outcome::Rows(vec![TableRows {
-                            table: "vehicle_positions".to_owned(),
-                            rows: vec![row],
-                        }]),
-                        Err(reason) => Outcome::Reject(reason),
+            let mut out = weir_guest::Output::default();
+            for m in batch {
+                let message = weir_guest::Message {
+                    topic: &m.topic,
+                    partition: m.partition,
+                    offset: m.offset,
+                    timestamp_ms: m.timestamp_ms,
+                    key: m.key.as_deref(),
+                    value: m.value.as_deref(),
+                    headers: Vec::new(),
+                };
+                out.handle(&message, vehicle_transform::transform);
+            }
+            Ok(typed(out))
+        })
+    }
+}
+
+/// The native transform's rows in the form the host takes from guests:
+/// the same vectors, moved.
+fn typed(out: weir_guest::Output) -> BatchOutput {
+    let (tables, rejects) = out.into_parts();
+    let tables = tables
+        .into_iter()
+        .map(|table| {
+            let (table, sources, columns) = table.into_parts();
+            let columns = columns
+                .into_iter()
+                .map(|column| {
+                    let (name, values, valid) = column.into_parts();
+                    let values = match values {
+                        weir_guest::Values::Int64(v) => ColumnValues::Int64(v),
+                        weir_guest::Values::Float64(v) => ColumnValues::Float64(v),
+                        weir_guest::Values::Boolean(v) => ColumnValues::Boolean(v),
+                        weir_guest::Values::Utf8 { offsets, bytes } => {
+                            ColumnValues::Utf8 { offsets, bytes }
+                        }
+                        weir_guest::Values::Binary { offsets, bytes } => {
+                            ColumnValues::Binary { offsets, bytes }
+                        }
+                    };
+                    Column {
+                        name,
+                        values,
+                        valid,
                     }
                 })
-                .collect())
+                .collect();
+            TableOutput::Columns {
+                table,
+                sources,
+                columns,
+            }
         })
+        .collect();
+    BatchOutput {
+        tables,
+        rejects: rejects
+            .into_iter()
+            .map(|(i, reason)| (i as usize, reason))
+            .collect(),
     }
 }
 
@@ -131,14 +181,17 @@ async fn transform_alone<'a>(
     for round in 0..=rounds {
         for (name, transform) in transforms {
             let started = Instant::now();
-            let outcomes = transform
+            let output = transform
                 .handle(&batch)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
             if round > 0 {
                 times.entry(name).or_default().push(started.elapsed());
             }
-            anyhow::ensure!(outcomes.len() == batch.len(), "one outcome per message");
+            anyhow::ensure!(
+                output.rows() + output.rejects.len() == batch.len(),
+                "one row or reject per message"
+            );
         }
     }
     Ok(times

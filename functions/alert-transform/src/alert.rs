@@ -6,9 +6,10 @@
 
 use std::collections::BTreeSet;
 
-use gtfs_rt::date::{iso_date, micros};
+use gtfs_rt::date::{days, micros};
 use gtfs_rt::message::envelope;
 use serde::{Deserialize, Serialize};
+use weir_guest::{Message as Kafka, Output};
 
 #[derive(Debug, Deserialize)]
 struct Message {
@@ -50,45 +51,12 @@ struct Translation {
     language: Option<String>,
 }
 
-/// A row of `alerts`; absent fields are null.
-#[derive(Debug, Serialize)]
-struct Row<'a> {
-    entity_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cause: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    effect: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    severity_level: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    header_text: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description_text: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    active_start: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    active_end: Option<i64>,
-    active_periods: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    informed_agency_ids: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    informed_route_ids: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    informed_trip_ids: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    informed_stop_ids: Option<String>,
-    informed_entities: String,
-    feed_timestamp: i64,
-    date: String,
-    kafka_partition: i32,
-    kafka_offset: i64,
-}
+/// The table rows go to.
+pub const TABLE: &str = "alerts";
 
-/// The row (JSON text) for one message value, or why it is rejected.
-pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<String, String> {
-    let value = value.ok_or("no value (tombstone)")?;
+/// Writes the row of one message to `out`, or says why it is rejected.
+pub fn transform(kafka: &Kafka<'_>, out: &mut Output) -> Result<(), String> {
+    let value = kafka.value.ok_or("no value (tombstone)")?;
     let message: Message =
         serde_json::from_slice(value).map_err(|e| format!("not an alert message: {e}"))?;
     let (entity_id, feed_seconds) = envelope(
@@ -115,28 +83,31 @@ pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<St
             .collect();
         (!set.is_empty()).then(|| set.into_iter().collect::<Vec<_>>().join(","))
     };
-    let row = Row {
-        entity_id,
-        cause: alert.cause.as_deref(),
-        effect: alert.effect.as_deref(),
-        severity_level: alert.severity_level.as_deref(),
-        header_text: english(alert.header_text.as_ref()),
-        description_text: english(alert.description_text.as_ref()),
-        url: english(alert.url.as_ref()),
-        active_start,
-        active_end,
-        active_periods: to_json(&alert.active_period)?,
-        informed_agency_ids: ids("agency_id"),
-        informed_route_ids: ids("route_id"),
-        informed_trip_ids: ids("trip_id"),
-        informed_stop_ids: ids("stop_id"),
-        informed_entities: to_json(&alert.informed_entity)?,
-        feed_timestamp: micros(feed_seconds, "feed_timestamp")?,
-        date: iso_date(i64::try_from(feed_seconds).unwrap_or(0)),
-        kafka_partition: partition,
-        kafka_offset: offset,
-    };
-    to_json(&row)
+    let feed_timestamp = micros(feed_seconds, "feed_timestamp")?;
+    let active_periods = to_json(&alert.active_period)?;
+    let informed_entities = to_json(&alert.informed_entity)?;
+    out.row(TABLE)
+        .str("entity_id", Some(entity_id))
+        .str("cause", alert.cause.as_deref())
+        .str("effect", alert.effect.as_deref())
+        .str("severity_level", alert.severity_level.as_deref())
+        .str("header_text", english(alert.header_text.as_ref()))
+        .str("description_text", english(alert.description_text.as_ref()))
+        .str("url", english(alert.url.as_ref()))
+        .int("active_start", active_start)
+        .int("active_end", active_end)
+        .str("active_periods", Some(&active_periods))
+        .str("informed_agency_ids", ids("agency_id").as_deref())
+        .str("informed_route_ids", ids("route_id").as_deref())
+        .str("informed_trip_ids", ids("trip_id").as_deref())
+        .str("informed_stop_ids", ids("stop_id").as_deref())
+        .str("informed_entities", Some(&informed_entities))
+        .int("feed_timestamp", Some(feed_timestamp))
+        // The feed's day (UTC), in days since the epoch.
+        .int("date", Some(days(i64::try_from(feed_seconds).unwrap_or(0))))
+        .int("kafka_partition", Some(kafka.partition))
+        .int("kafka_offset", Some(kafka.offset));
+    Ok(())
 }
 
 /// The earliest start and latest end over every period; an open end (or no
@@ -188,37 +159,48 @@ fn to_json(value: &impl Serialize) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use weir_guest::{Cell, Message, Output, Table};
+
     use super::transform;
 
     const ALERT: &str = r#"{"entity_type":"alert","feed_timestamp":1764000000,"gtfs_realtime_version":"2.0","id":"a1","alert":{"active_period":[{"start":1763996400,"end":1764000000},{"start":1764003600,"end":1764007200}],"informed_entity":[{"route_id":"R2"},{"stop_id":"R2-S5"},{"route_id":"R1"},{"trip":{"trip_id":"T9"}}],"cause":"MAINTENANCE","effect":"SIGNIFICANT_DELAYS","header_text":{"translation":[{"text":"R2線 遅延","language":"ja"},{"text":"Delays on R2","language":"en"}]},"severity_level":"WARNING"}}"#;
 
-    fn row(value: &str) -> serde_json::Value {
-        serde_json::from_str(&transform(Some(value.as_bytes()), 0, 5).unwrap()).unwrap()
+    fn run(value: &str) -> Result<Table, String> {
+        let message = Message::new("alerts", 0, 5, Some(value.as_bytes()));
+        let mut out = Output::default();
+        transform(&message, &mut out)?;
+        let (mut tables, _) = out.into_parts();
+        Ok(tables.remove(0))
     }
 
     #[test]
     fn an_alert_becomes_one_flat_row() {
-        let row = row(ALERT);
-        assert_eq!(row["entity_id"], "a1");
-        assert_eq!(row["cause"], "MAINTENANCE");
-        assert_eq!(row["header_text"], "Delays on R2");
-        assert_eq!(row["active_start"], 1_763_996_400_000_000_i64);
-        assert_eq!(row["active_end"], 1_764_007_200_000_000_i64);
-        assert_eq!(row["informed_route_ids"], "R1,R2");
-        assert_eq!(row["informed_stop_ids"], "R2-S5");
-        assert_eq!(row["informed_trip_ids"], "T9");
-        assert!(row.get("informed_agency_ids").is_none());
-        let entities: serde_json::Value =
-            serde_json::from_str(row["informed_entities"].as_str().unwrap()).unwrap();
+        let row = run(ALERT).unwrap();
+        let get = |column| row.get(0, column);
+        assert_eq!(get("entity_id"), Cell::Text("a1"));
+        assert_eq!(get("cause"), Cell::Text("MAINTENANCE"));
+        assert_eq!(get("header_text"), Cell::Text("Delays on R2"));
+        assert_eq!(get("active_start"), Cell::Int(1_763_996_400_000_000));
+        assert_eq!(get("active_end"), Cell::Int(1_764_007_200_000_000));
+        assert_eq!(get("informed_route_ids"), Cell::Text("R1,R2"));
+        assert_eq!(get("informed_stop_ids"), Cell::Text("R2-S5"));
+        assert_eq!(get("informed_trip_ids"), Cell::Text("T9"));
+        assert_eq!(get("informed_agency_ids"), Cell::Null);
+        let Cell::Text(entities) = get("informed_entities") else {
+            panic!("{:?}", get("informed_entities"))
+        };
+        let entities: serde_json::Value = serde_json::from_str(entities).unwrap();
         assert_eq!(entities.as_array().unwrap().len(), 4);
-        assert_eq!(row["date"], "2025-11-24");
+        // 2025-11-24, in days since 1970-01-01.
+        assert_eq!(get("date"), Cell::Int(20_416));
+        assert_eq!(get("kafka_offset"), Cell::Int(5));
     }
 
     #[test]
     fn an_open_period_leaves_its_side_null() {
-        let row = row(&ALERT.replace(r#","end":1764007200"#, ""));
-        assert_eq!(row["active_start"], 1_763_996_400_000_000_i64);
-        assert!(row.get("active_end").is_none());
+        let row = run(&ALERT.replace(r#","end":1764007200"#, "")).unwrap();
+        assert_eq!(row.get(0, "active_start"), Cell::Int(1_763_996_400_000_000));
+        assert_eq!(row.get(0, "active_end"), Cell::Null);
     }
 
     #[test]
@@ -232,7 +214,7 @@ mod tests {
             ),
             (ALERT.replace(r#""feed_timestamp":1764000000,"#, ""), "missing `feed_timestamp`"),
         ] {
-            let err = transform(Some(value.as_bytes()), 0, 0).unwrap_err();
+            let err = run(&value).unwrap_err();
             assert!(err.contains(reason), "{err}");
         }
     }

@@ -22,10 +22,9 @@ pub fn civil(secs: i64) -> (i64, u32, u32) {
     )
 }
 
-/// `YYYY-MM-DD`, the form of a Delta `date` column.
-pub fn iso_date(secs: i64) -> String {
-    let (year, month, day) = civil(secs);
-    format!("{year:04}-{month:02}-{day:02}")
+/// Days since 1970-01-01 (UTC) of POSIX time `secs`: a Delta `date`.
+pub fn days(secs: i64) -> i64 {
+    secs.div_euclid(86_400)
 }
 
 /// `YYYYMMDD`, the form of GTFS `start_date`.
@@ -58,14 +57,15 @@ pub fn micros_signed(seconds: i64, field: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{iso_date, micros, yyyymmdd};
+    use super::{civil, days, micros, yyyymmdd};
 
     #[test]
     fn known_dates() {
-        assert_eq!(iso_date(0), "1970-01-01");
-        assert_eq!(iso_date(1_699_405_559), "2023-11-08");
-        assert_eq!(iso_date(951_782_400), "2000-02-29");
-        assert_eq!(iso_date(-1), "1969-12-31");
+        assert_eq!((days(0), civil(0)), (0, (1970, 1, 1)));
+        assert_eq!(civil(1_699_405_559), (2023, 11, 8));
+        assert_eq!(days(1_699_405_559), 19_669);
+        assert_eq!(civil(951_782_400), (2000, 2, 29));
+        assert_eq!((days(-1), civil(-1)), (-1, (1969, 12, 31)));
         assert_eq!(yyyymmdd(1_764_000_000), "20251124");
     }
 

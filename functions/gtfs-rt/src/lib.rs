@@ -6,7 +6,6 @@
 pub mod date;
 pub mod json;
 pub mod message;
-pub mod row;
 #[cfg(feature = "sample")]
 pub mod sample;
 pub mod text;

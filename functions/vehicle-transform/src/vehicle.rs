@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-use gtfs_rt::date::{iso_date, micros};
+use gtfs_rt::date::{days, micros};
 use gtfs_rt::message::{Text, Trip, Vehicle, envelope, non_empty, parse};
-use gtfs_rt::row::JsonRow;
+use weir_guest::{Message as Kafka, Output};
 
 /// The parts of a vehicle message the table keeps, borrowing its strings.
 /// Unknown fields (extensions, newer spec fields) are ignored.
@@ -49,9 +49,12 @@ struct Position {
     speed: Option<f64>,
 }
 
-/// The row (JSON text) for one message value, or why it is rejected.
-pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<String, String> {
-    let value = value.ok_or("no value (tombstone)")?;
+/// The table rows go to.
+pub const TABLE: &str = "vehicle_positions";
+
+/// Writes the row of one message to `out`, or says why it is rejected.
+pub fn transform(kafka: &Kafka<'_>, out: &mut Output) -> Result<(), String> {
+    let value = kafka.value.ok_or("no value (tombstone)")?;
     let message: Message = parse(value).map_err(|e| format!("not a vehicle message: {e}"))?;
     let (entity_id, feed_seconds) = envelope(
         "vehicle",
@@ -73,8 +76,9 @@ pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<St
     let trip = vehicle.trip.as_ref();
     let descriptor = vehicle.vehicle.as_ref();
     // The columns of `vehicle_positions`; absent fields are null.
-    let mut row = JsonRow::new();
-    row.str("entity_id", Some(entity_id))
+    let date_seconds = i64::try_from(vehicle.timestamp.unwrap_or(feed_seconds)).unwrap_or(0);
+    out.row(TABLE)
+        .str("entity_id", Some(entity_id))
         .str(
             "vehicle_id",
             descriptor.and_then(|d| non_empty(d.id.as_deref())),
@@ -122,16 +126,12 @@ pub fn transform(value: Option<&[u8]>, partition: i32, offset: i64) -> Result<St
         // Timestamps in microseconds since the epoch (the table's `timestamp` type).
         .int("vehicle_timestamp", vehicle_timestamp)
         .int("feed_timestamp", Some(feed_timestamp))
-        // `YYYY-MM-DD` (UTC) of the vehicle timestamp, else of the feed's.
-        .str(
-            "date",
-            Some(&iso_date(
-                i64::try_from(vehicle.timestamp.unwrap_or(feed_seconds)).unwrap_or(0),
-            )),
-        )
-        .int("kafka_partition", Some(partition))
-        .int("kafka_offset", Some(offset));
-    Ok(row.finish())
+        // The day (UTC, days since the epoch) of the vehicle timestamp,
+        // else of the feed's.
+        .int("date", Some(days(date_seconds)))
+        .int("kafka_partition", Some(kafka.partition))
+        .int("kafka_offset", Some(kafka.offset));
+    Ok(())
 }
 
 fn check_position(p: &Position) -> Result<(), String> {
@@ -156,28 +156,38 @@ fn check_position(p: &Position) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use weir_guest::{Cell, Message, Output};
+
     use super::transform;
 
     const CALTRAIN: &str = r#"{"entity_type":"vehicle","feed_timestamp":1699405559,"gtfs_realtime_version":"1.0","id":"124","vehicle":{"trip":{"trip_id":"124","route_id":"L1","direction_id":1},"vehicle":{"id":"124","label":"","license_plate":""},"position":{"latitude":37.37046,"longitude":-121.99604},"timestamp":1699405549,"current_status":"IN_TRANSIT_TO"}}"#;
 
+    fn run(value: Option<&str>, partition: i32, offset: i64) -> Result<Output, String> {
+        let message = Message::new("vehicles", partition, offset, value.map(str::as_bytes));
+        let mut out = Output::default();
+        transform(&message, &mut out).map(|()| out)
+    }
+
     #[test]
     fn a_real_message_becomes_a_row() {
-        let row = transform(Some(CALTRAIN.as_bytes()), 3, 42).unwrap();
-        let row: serde_json::Value = serde_json::from_str(&row).unwrap();
-        assert_eq!(row["entity_id"], "124");
-        assert_eq!(row["vehicle_id"], "124");
-        assert_eq!(row["route_id"], "L1");
-        assert_eq!(row["direction_id"], 1);
-        assert_eq!(row["latitude"], 37.37046);
-        assert_eq!(row["current_status"], "IN_TRANSIT_TO");
-        assert_eq!(row["vehicle_timestamp"], 1_699_405_549_000_000_i64);
-        assert_eq!(row["feed_timestamp"], 1_699_405_559_000_000_i64);
-        assert_eq!(row["date"], "2023-11-08");
-        assert_eq!(
-            (row["kafka_partition"].clone(), row["kafka_offset"].clone()),
-            (3.into(), 42.into())
-        );
-        assert!(row.get("label").is_none(), "empty strings are null");
+        let mut out = run(Some(CALTRAIN), 3, 42).unwrap();
+        let table = &out.tables()[0];
+        assert_eq!(table.name(), "vehicle_positions");
+        assert_eq!(table.rows(), 1);
+        let get = |column| table.get(0, column);
+        assert_eq!(get("entity_id"), Cell::Text("124"));
+        assert_eq!(get("vehicle_id"), Cell::Text("124"));
+        assert_eq!(get("route_id"), Cell::Text("L1"));
+        assert_eq!(get("direction_id"), Cell::Int(1));
+        assert_eq!(get("latitude"), Cell::Float(37.37046));
+        assert_eq!(get("current_status"), Cell::Text("IN_TRANSIT_TO"));
+        assert_eq!(get("vehicle_timestamp"), Cell::Int(1_699_405_549_000_000));
+        assert_eq!(get("feed_timestamp"), Cell::Int(1_699_405_559_000_000));
+        // 2023-11-08, in days since 1970-01-01.
+        assert_eq!(get("date"), Cell::Int(19_669));
+        assert_eq!(get("kafka_partition"), Cell::Int(3));
+        assert_eq!(get("kafka_offset"), Cell::Int(42));
+        assert_eq!(get("label"), Cell::Null, "empty strings are null");
     }
 
     #[test]
@@ -228,7 +238,7 @@ mod tests {
                 "after the year 2100".to_owned(),
             ),
         ] {
-            let err = transform(value.as_deref().map(str::as_bytes), 0, 0).unwrap_err();
+            let err = run(value.as_deref(), 0, 0).unwrap_err();
             assert!(err.contains(&reason), "{value:?}: {err}");
         }
     }

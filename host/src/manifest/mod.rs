@@ -426,6 +426,12 @@ impl Validator<'_> {
         if let Some(bytes) = self.bytes(tool.max_response_bytes, key("max_response_bytes")) {
             limits.max_response_bytes = bytes;
         }
+        if let Some(bytes) = self.bytes(tool.max_output_bytes, key("max_output_bytes")) {
+            limits.max_output_bytes = bytes;
+        }
+        if let Some(rows) = tool.max_rows_per_message {
+            limits.max_rows_per_message = rows.into_inner();
+        }
         let memory_span = tool
             .max_memory
             .as_ref()

@@ -141,4 +141,8 @@ pub(super) struct RawWeirTool {
     pub http_timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     pub max_response_bytes: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub max_rows_per_message: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_output_bytes: Option<Spanned<toml::Value>>,
 }

@@ -12,13 +12,14 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Store, Trap};
 
 use super::error::{InvokeError, LoadError, TrapKind};
-use super::messages::{KafkaMessage, Outcome};
+use super::messages::{BatchOutput, KafkaMessage, Outcome};
 use super::state::{Capabilities, GuestOutput, State};
 use super::{Limits, Runtime};
 use crate::bindings::fetcher::weir::function::cron_types::{
     Error as CronError, Metadata as CronMetadata,
 };
-use crate::bindings::{fetcher, transformer};
+use crate::bindings::transformer::weir::function::batch_types::Error as BatchError;
+use crate::bindings::{fetcher, transformer, typed_transformer};
 use crate::imports;
 use crate::imports::feed::FeedObservation;
 use crate::imports::outbound_http::{AllowedHost, HttpLimits, OutboundHttp};
@@ -30,7 +31,9 @@ use crate::imports::variables::Variables;
 pub enum World {
     /// Cron-triggered: exports `handle-cron-event`.
     Fetcher,
-    /// Kafka-triggered: exports `handle-batch`.
+    /// Kafka-triggered: exports `handle-typed-batch` (typed columns, the
+    /// `typed-transformer` world) or `handle-batch` (JSON rows, the
+    /// `transformer` world).
     Transformer,
 }
 
@@ -43,17 +46,25 @@ impl World {
         }
     }
 
-    fn export(self) -> &'static str {
+    /// The exports that implement it, preferred first.
+    fn exports(self) -> &'static [&'static str] {
         match self {
-            Self::Fetcher => "handle-cron-event",
-            Self::Transformer => "handle-batch",
+            Self::Fetcher => &["handle-cron-event"],
+            Self::Transformer => &["handle-typed-batch", "handle-batch"],
         }
     }
+}
+
+/// A transformer of either flavour, ready to instantiate.
+enum BatchPre<'a> {
+    Json(&'a transformer::TransformerPre<State>),
+    Typed(&'a typed_transformer::TypedTransformerPre<State>),
 }
 
 enum Pre {
     Fetcher(fetcher::FetcherPre<State>),
     Transformer(transformer::TransformerPre<State>),
+    TypedTransformer(typed_transformer::TypedTransformerPre<State>),
 }
 
 /// How a component runs, from its manifest entry.
@@ -181,8 +192,15 @@ impl Runtime {
                 function: function.clone(),
                 reason: format!("{e:#}"),
             })?;
+        let typed = component
+            .component_type()
+            .get_export(&self.engine, "handle-typed-batch")
+            .is_some();
         let pre = match (world, pre) {
             (World::Fetcher, instance) => fetcher::FetcherPre::new(instance).map(Pre::Fetcher),
+            (World::Transformer, instance) if typed => {
+                typed_transformer::TypedTransformerPre::new(instance).map(Pre::TypedTransformer)
+            }
             (World::Transformer, instance) => {
                 transformer::TransformerPre::new(instance).map(Pre::Transformer)
             }
@@ -239,13 +257,18 @@ fn check_export(
     world: World,
 ) -> Result<(), String> {
     let ty = component.component_type();
-    if ty.get_export(engine, world.export()).is_some() {
+    if world
+        .exports()
+        .iter()
+        .any(|name| ty.get_export(engine, name).is_some())
+    {
         return Ok(());
     }
     let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    let wanted: Vec<String> = world.exports().iter().map(|e| format!("`{e}`")).collect();
     Err(format!(
-        "missing export `{}`; the component exports [{}]",
-        world.export(),
+        "missing export {}; the component exports [{}]",
+        wanted.join(" or "),
         exports.join(", ")
     ))
 }
@@ -324,13 +347,16 @@ impl LoadedComponent {
         (result, output)
     }
 
-    /// Runs one batch. On success returns exactly one outcome per message.
+    /// Runs one batch. On success returns its rows and rejects, every one
+    /// naming a message of the batch, within [`Limits::check_output`]'s caps.
     pub async fn handle_batch(
         &self,
         messages: &[KafkaMessage],
-    ) -> (Result<Vec<Outcome>, InvokeError>, GuestOutput) {
-        let Pre::Transformer(pre) = &self.pre else {
-            return (Err(self.wrong_world()), GuestOutput::default());
+    ) -> (Result<BatchOutput, InvokeError>, GuestOutput) {
+        let pre = match &self.pre {
+            Pre::Fetcher(_) => return (Err(self.wrong_world()), GuestOutput::default()),
+            Pre::Transformer(pre) => BatchPre::Json(pre),
+            Pre::TypedTransformer(pre) => BatchPre::Typed(pre),
         };
         let expected = messages.len();
         let mut store = self.store(Capabilities {
@@ -351,21 +377,40 @@ impl LoadedComponent {
             .collect();
         let result = self
             .deadline(async {
-                let instance = pre.instantiate_async(&mut store).await?;
-                instance.call_handle_batch(&mut store, &input).await
+                let output = match pre {
+                    BatchPre::Typed(pre) => {
+                        let instance = pre.instantiate_async(&mut store).await?;
+                        match instance.call_handle_typed_batch(&mut store, &input).await? {
+                            Ok(output) => Ok(BatchOutput::from(output)),
+                            Err(BatchError::Other(message)) => Err(message),
+                        }
+                    }
+                    BatchPre::Json(pre) => {
+                        let instance = pre.instantiate_async(&mut store).await?;
+                        match instance.call_handle_batch(&mut store, &input).await? {
+                            Ok(outcomes) if outcomes.len() == expected => {
+                                Ok(BatchOutput::from_outcomes(
+                                    outcomes.into_iter().map(Outcome::from).collect(),
+                                ))
+                            }
+                            Ok(outcomes) => Err(format!(
+                                "returned {} outcomes for {expected} messages",
+                                outcomes.len()
+                            )),
+                            Err(BatchError::Other(message)) => Err(message),
+                        }
+                    }
+                };
+                wasmtime::Result::Ok(output.and_then(|output| {
+                    output.check_sources(expected)?;
+                    self.settings.limits.check_output(&output, expected)?;
+                    Ok(output)
+                }))
             })
             .await;
         let result = match result {
-            Ok(Ok(Ok(outcomes))) if outcomes.len() == expected => {
-                Ok(outcomes.into_iter().map(Outcome::from).collect())
-            }
-            Ok(Ok(Ok(outcomes))) => Err(self.guest_error(format!(
-                "returned {} outcomes for {expected} messages",
-                outcomes.len()
-            ))),
-            Ok(Ok(Err(transformer::weir::function::batch_types::Error::Other(message)))) => {
-                Err(self.guest_error(message))
-            }
+            Ok(Ok(Ok(output))) => Ok(output),
+            Ok(Ok(Err(message))) => Err(self.guest_error(message)),
             Ok(Err(trap)) => Err(self.trap(&store, &trap)),
             Err(elapsed) => Err(elapsed),
         };

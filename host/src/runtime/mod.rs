@@ -24,7 +24,9 @@ pub use component::{
 };
 pub use error::{InvokeError, LoadError, TrapKind};
 pub use limits::{DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT, Limits};
-pub use messages::{KafkaMessage, Outcome, TableRows};
+pub use messages::{
+    BatchOutput, Column, ColumnValues, KafkaMessage, Outcome, TableOutput, TableRows,
+};
 pub use state::GuestOutput;
 
 use crate::metrics::Metrics;

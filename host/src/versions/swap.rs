@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::{Function, Origin, Version};
-use crate::runtime::{LoadError, LoadedComponent, Outcome, World};
+use crate::runtime::{LoadError, LoadedComponent, World};
 
 /// How a deploy is checked before the switch.
 #[derive(Debug, Clone, Copy)]
@@ -229,22 +229,15 @@ impl Function {
         candidate.set_metered(false);
         let (result, _output) = candidate.handle_batch(&batch).await;
         candidate.set_metered(true);
-        let outcomes = result.map_err(|e| SwapError::Smoke {
+        let output = result.map_err(|e| SwapError::Smoke {
             function: self.id.clone(),
             messages: batch.len(),
             reason: e.to_string(),
         })?;
-        let (mut rows, mut rejected) = (0, 0);
-        for outcome in &outcomes {
-            match outcome {
-                Outcome::Rows(tables) => rows += tables.iter().map(|t| t.rows.len()).sum::<usize>(),
-                Outcome::Reject(_) => rejected += 1,
-            }
-        }
         Ok(SmokeTest::Passed {
             messages: batch.len(),
-            rows,
-            rejected,
+            rows: output.rows(),
+            rejected: output.rejects.len(),
         })
     }
 

@@ -3,7 +3,7 @@
 //! offset exactly once, and a restarted host continues where it stopped.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use deltalake::arrow::array::{Array, Int32Array, Int64Array, RecordBatch};
@@ -318,8 +318,9 @@ async fn rows_and_dead_letters_exactly_once_across_a_restart() {
     }
 }
 
-/// Schemas of the poison guest's tables `a` and `b`.
-fn poison_manifest(topic: &str, dir: &Path) -> String {
+/// A manifest running test guest `guest` (`poison` or `typed`) with tables
+/// `a` and `b` and their schemas.
+fn poison_manifest(guest: &str, topic: &str, dir: &Path) -> String {
     std::fs::write(
         dir.join("a.json"),
         r#"{"version": 1, "columns": [{"name": "partition", "type": "integer", "nullable": false}, {"name": "offset", "type": "long", "nullable": false}]}"#,
@@ -347,26 +348,31 @@ source = "{source}"
 [component.poison.tool.weir]
 timeout_ms = 300
 "#,
-        source = crate::support::guest("poison").display()
+        source = crate::support::guest(guest).display()
     )
 }
 
 /// Dead letters as (partition, offset) → kind.
 async fn letter_kinds(uri: &Path) -> BTreeMap<(i32, i64), String> {
+    letter_texts(uri, "kind").await
+}
+
+/// Dead letters as (partition, offset) → the text of `field`.
+async fn letter_texts(uri: &Path, field: &str) -> BTreeMap<(i32, i64), String> {
     let table = read::open(&uri.display().to_string()).await.unwrap();
-    let mut kinds = BTreeMap::new();
+    let mut texts = BTreeMap::new();
     for batch in read::scan(&table).await.unwrap() {
         let partitions: &Int32Array = column(&batch, "partition");
         let offsets: &Int64Array = column(&batch, "offset");
-        let kind: &deltalake::arrow::array::StringArray = column(&batch, "kind");
+        let text: &deltalake::arrow::array::StringArray = column(&batch, field);
         for i in 0..batch.num_rows() {
-            kinds.insert(
+            texts.insert(
                 (partitions.value(i), offsets.value(i)),
-                kind.value(i).to_owned(),
+                text.value(i).to_owned(),
             );
         }
     }
-    kinds
+    texts
 }
 
 async fn send_values(brokers: &str, topic: &str, values: &[&str]) {
@@ -393,33 +399,70 @@ async fn wait_poison(
     }
 }
 
+/// A test guest (`poison` or `typed`) run on phases of message values,
+/// each phase sent once the one before has landed, and what landed.
+struct Phases {
+    _cluster: MockCluster<'static, DefaultProducerContext>,
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    host: Host,
+    shutdown: CancellationToken,
+    /// Offsets in table `a`.
+    a: BTreeMap<(i32, i64), usize>,
+    /// Offsets in the dead letters.
+    letters: BTreeMap<(i32, i64), usize>,
+}
+
+impl Phases {
+    async fn run(guest: &str, phases: &[&[&str]]) -> Self {
+        let topic = guest;
+        let (cluster, brokers) = crate::support::cluster(topic, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("spin.toml");
+        std::fs::write(&manifest, poison_manifest(guest, topic, dir.path())).unwrap();
+        let data = dir.path().join("data");
+        let (host, shutdown) = start(&manifest, &brokers, &data).await;
+        let mut sent = 0;
+        for values in phases {
+            send_values(&brokers, topic, values).await;
+            sent += values.len();
+            wait_poison(&data, sent).await;
+        }
+        let (a, letters) = wait_poison(&data, sent).await;
+        Self {
+            _cluster: cluster,
+            _dir: dir,
+            data,
+            host,
+            shutdown,
+            a,
+            letters,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.host.wait().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn traps_timeouts_and_bad_rows_are_dead_lettered_and_the_stream_goes_on() {
-    let topic = "poison";
-    let (_cluster, brokers) = crate::support::cluster(topic, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("spin.toml");
-    std::fs::write(&manifest, poison_manifest(topic, dir.path())).unwrap();
-    let data = dir.path().join("data");
-    let (host, shutdown) = start(&manifest, &brokers, &data).await;
-
     // Offsets 0-3 fine, 4 traps (its batch is dead-lettered after one
     // retry), then the stream goes on; likewise for a guest that hangs.
-    let phases: [&[&str]; 5] = [
-        &["x", "yy", "zzz", "w"],
-        &["trap"],
-        &["x", "reject", "badrow", "stray"],
-        &["hang"],
-        &["x", "yy"],
-    ];
-    let mut sent = 0;
-    for values in phases {
-        send_values(&brokers, topic, values).await;
-        sent += values.len();
-        wait_poison(&data, sent).await;
-    }
-    let (a, letters) = wait_poison(&data, sent).await;
-    assert_exactly_once(&a, &letters, 7, 5);
+    let run = Phases::run(
+        "poison",
+        &[
+            &["x", "yy", "zzz", "w"],
+            &["trap"],
+            &["x", "reject", "badrow", "stray"],
+            &["hang"],
+            &["x", "yy"],
+        ],
+    )
+    .await;
+    let (data, host, a, letters) = (&run.data, &run.host, &run.a, &run.letters);
+    assert_exactly_once(a, letters, 7, 5);
     let kinds = letter_kinds(&data.join("dead_letters")).await;
     assert_eq!(kinds[&(0, 4)], "invocation_failed");
     assert_eq!(kinds[&(0, 6)], "rejected");
@@ -438,7 +481,7 @@ async fn traps_timeouts_and_bad_rows_are_dead_lettered_and_the_stream_goes_on() 
     );
     // Fan-out: every row of `a` has its twin in `b`, nothing else there.
     let b = offsets(&data.join("b"), "partition", "offset").await;
-    assert_eq!(a, b);
+    assert_eq!(*a, b);
 
     let text = host.metrics.encode();
     for (outcome, count) in [("trap", 2.0), ("timeout", 2.0)] {
@@ -451,8 +494,58 @@ async fn traps_timeouts_and_bad_rows_are_dead_lettered_and_the_stream_goes_on() 
             "retried once: {text}"
         );
     }
-    shutdown.cancel();
-    host.wait().await.unwrap();
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn typed_columns_that_do_not_fit_dead_letter_their_messages_and_the_stream_goes_on() {
+    // One phase per batch: a bad column spoils the batch's rows of its
+    // table, so each bad command goes alone.
+    let run = Phases::run(
+        "typed",
+        &[
+            &["x", "yy", "reject"],
+            &["wrongtype"],
+            &["missing"],
+            &["short"],
+            &["flood"],
+            &["x", "yy"],
+            &["zzz"],
+        ],
+    )
+    .await;
+    let (data, a, letters) = (&run.data, &run.a, &run.letters);
+    // Offsets 0, 1, 7, 8, 9 in `a` (and `b`); 2-6 dead letters.
+    assert_exactly_once(a, letters, 5, 5);
+    assert_eq!(*a, offsets(&data.join("b"), "partition", "offset").await);
+    let kinds = letter_kinds(&data.join("dead_letters")).await;
+    assert_eq!(kinds[&(0, 2)], "rejected");
+    for offset in 3..=5 {
+        assert_eq!(kinds[&(0, offset)], "invalid_row", "offset {offset}");
+    }
+    assert_eq!(
+        kinds[&(0, 6)],
+        "invocation_failed",
+        "past max_rows_per_message"
+    );
+    let reasons = letter_texts(&data.join("dead_letters"), "reason").await;
+    assert!(
+        reasons[&(0, 3)].contains("column `n` holds text"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[&(0, 4)].contains("missing non-null column `n`"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[&(0, 5)].contains("column `n` has 0 values for 1 rows"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[&(0, 6)].contains("max_rows_per_message"),
+        "{reasons:?}"
+    );
+    run.stop().await;
 }
 
 /// Reads the table with the Python `deltalake` package (an independent

@@ -304,7 +304,7 @@ async fn bad_uploads_and_bad_tokens_are_refused_and_the_stream_goes_on() {
         (
             std::fs::read(guest("ok")).unwrap(),
             422,
-            "does not fit the `transformer` world: missing export `handle-batch`",
+            "does not fit the `transformer` world: missing export `handle-typed-batch` or `handle-batch`",
         ),
         (
             std::fs::read(guest("trap_batch")).unwrap(),

@@ -479,3 +479,17 @@ fn every_doctest_block_is_run_by_a_test() {
         assert!(names.iter().any(|n| n == name), "no doctest block `{name}`");
     }
 }
+
+/// The guide's example is the crate example the test suite builds and
+/// tests (`functions/weir-guest/examples/route_speed.rs`), word for word.
+#[test]
+fn the_guide_to_writing_a_function_shows_the_example_as_it_builds() {
+    let guide = std::fs::read_to_string(repo().join("docs/writing-a-function.md")).unwrap();
+    let example =
+        std::fs::read_to_string(repo().join("functions/weir-guest/examples/route_speed.rs"))
+            .unwrap();
+    let opening = "`functions/route-speed/src/lib.rs`:\n\n```rust\n";
+    let start = guide.find(opening).expect("the guide shows lib.rs") + opening.len();
+    let end = start + guide[start..].find("```\n").expect("a closed block");
+    assert_eq!(&guide[start..end], example);
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir::manifest::Limits;
-use weir::runtime::messages::{KafkaMessage, Outcome};
+use weir::runtime::messages::{BatchOutput, KafkaMessage, TableOutput};
 use weir::{InvokeError, LoadError, TrapKind, World};
 
 use crate::support::{guest, load, outputs, runtime, sample, settings};
@@ -249,32 +249,30 @@ async fn transformer_returns_one_outcome_per_message() {
     let (result, _) = batch
         .handle_batch(&[message(7, br#"{"a":1}"#), message(8, b"not json"), keyed])
         .await;
-    let outcomes = result.unwrap();
-    assert_eq!(outcomes.len(), 3);
-    // Every field of a message reaches the guest.
-    let rows = |outcome: &Outcome| match outcome {
-        Outcome::Rows(tables) => {
-            assert_eq!(tables[0].table, "rows");
-            tables[0].rows.clone()
-        }
-        other => panic!("expected rows, got {other:?}"),
+    let output = result.unwrap();
+    // Every field of a message reaches the guest; each row keeps its
+    // message's index.
+    let BatchOutput { tables, rejects } = output;
+    let [TableOutput::Json { table, rows }] = tables.as_slice() else {
+        panic!("expected JSON rows of one table, got {tables:?}");
     };
+    assert_eq!(table, "rows");
     assert_eq!(
-        rows(&outcomes[0]),
-        vec![
-            r#"{"offset":7,"topic":"t","partition":3,"timestamp_ms":1,"key":null,"headers":[["h",null]],"a":1}"#
+        rows,
+        &[
+            (
+                0,
+                r#"{"offset":7,"topic":"t","partition":3,"timestamp_ms":1,"key":null,"headers":[["h",null]],"a":1}"#
+                    .to_owned()
+            ),
+            (
+                2,
+                r#"{"offset":9,"topic":"t","partition":3,"timestamp_ms":null,"key":"k1","headers":[["h","v"],["g",null]]}"#
+                    .to_owned()
+            ),
         ]
     );
-    assert_eq!(
-        rows(&outcomes[2]),
-        vec![
-            r#"{"offset":9,"topic":"t","partition":3,"timestamp_ms":null,"key":"k1","headers":[["h","v"],["g",null]]}"#
-        ]
-    );
-    assert_eq!(
-        outcomes[1],
-        Outcome::Reject("value is not a JSON object".into())
-    );
+    assert_eq!(rejects, [(1, "value is not a JSON object".to_owned())]);
 }
 
 #[tokio::test]

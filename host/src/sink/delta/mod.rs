@@ -1,8 +1,10 @@
 //! The Delta Lake sink of Kafka-triggered functions: one [`TableWriter`] per
-//! output table plus the dead-letter table, JSON rows → Arrow → parquet,
+//! output table plus the dead-letter table, JSON rows or typed columns →
+//! Arrow → parquet,
 //! one commit per flush per table with `txn` actions (DESIGN.md §5). It
 //! does not decide which messages go where; the Kafka trigger does.
 
+mod columns;
 mod dead_letter;
 mod error;
 pub mod lineage;
@@ -16,9 +18,10 @@ use std::collections::HashSet;
 
 use futures::TryStreamExt;
 
+pub use columns::assemble;
 pub use dead_letter::{DeadLetter, DeadLetterKind};
 pub use error::DeltaError;
-pub use rows::{DecodedRows, decode, without};
+pub use rows::{DecodedRows, concat, decode, without};
 pub use schema::{Column, TableSchema};
 pub use table::{Committed, TableWriter, TxnUpdate};
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{BooleanArray, RecordBatch};
-use deltalake::arrow::compute::filter_record_batch;
+use deltalake::arrow::compute::{concat_batches, filter_record_batch};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::json::ReaderBuilder;
@@ -62,6 +62,21 @@ pub fn without<V>(rows: DecodedRows, drop: &BTreeMap<usize, V>) -> DecodedRows {
         .filter(|s| !drop.contains_key(s))
         .collect();
     DecodedRows { batch, sources }
+}
+
+/// Several tables' worth of rows for one table as one; `None` for none.
+pub fn concat(schema: &SchemaRef, mut parts: Vec<DecodedRows>) -> Option<DecodedRows> {
+    if parts.len() <= 1 {
+        return parts.pop();
+    }
+    let batches: Vec<&RecordBatch> = parts.iter().map(|p| &p.batch).collect();
+    let batch = match concat_batches(schema, batches) {
+        Ok(batch) => batch,
+        // Every part has the table's schema: concatenation cannot fail.
+        Err(_) => RecordBatch::new_empty(Arc::clone(schema)),
+    };
+    let sources = parts.into_iter().flat_map(|p| p.sources).collect();
+    Some(DecodedRows { batch, sources })
 }
 
 fn decode_all<'a>(

@@ -18,7 +18,7 @@ use super::progress::{PartState, Partition, Progress, Target, Versions};
 use super::{KafkaTrigger, TableTarget};
 use crate::failpoint;
 use crate::metrics::Metrics;
-use crate::runtime::{KafkaMessage, Outcome};
+use crate::runtime::{BatchOutput, KafkaMessage, TableOutput};
 use crate::sink::delta::{
     self, CommitInfo, DeadLetter, DeadLetterKind, DecodedRows, TableWriter, TxnUpdate,
 };
@@ -296,7 +296,7 @@ impl Committer {
     pub fn plan<'a>(
         &self,
         batch: &'a [KafkaMessage],
-        outcomes: Result<Vec<Outcome>, String>,
+        output: Result<BatchOutput, String>,
     ) -> Plan<'a> {
         let mut ends: BTreeMap<Partition, i64> = BTreeMap::new();
         for m in batch {
@@ -309,7 +309,10 @@ impl Committer {
         let mut letter = |i: usize, kind, reason| {
             letters.entry(i).or_insert(Letter { kind, reason });
         };
-        let outcomes = match outcomes {
+        // The runtime checks a guest's indices; a native transform is
+        // checked here, as a failed invocation.
+        let checked = output.and_then(|o| o.check_sources(batch.len()).map(|()| o));
+        let output = match checked {
             Ok(o) => o,
             Err(reason) => {
                 for i in 0..batch.len() {
@@ -323,33 +326,49 @@ impl Committer {
                 };
             }
         };
-        let mut texts: Vec<Vec<(usize, &str)>> = vec![Vec::new(); self.outputs.len()];
-        for (i, (message, outcome)) in batch.iter().zip(&outcomes).enumerate() {
-            match outcome {
-                Outcome::Reject(reason) => letter(i, DeadLetterKind::Rejected, reason.clone()),
-                Outcome::Rows(tables) => {
-                    for rows in tables {
-                        let Some(t) = self.outputs.iter().position(|w| w.name == rows.table) else {
-                            letter(
-                                i,
-                                DeadLetterKind::UnknownTable,
-                                format!(
-                                    "rows for table `{}`, which the trigger does not declare",
-                                    rows.table
-                                ),
-                            );
-                            continue;
-                        };
-                        if self.needs(Target::Output(t), message) {
-                            texts[t].extend(rows.rows.iter().map(|r| (i, r.as_str())));
-                        }
-                    }
-                }
-            }
+        for (i, reason) in output.rejects {
+            letter(i, DeadLetterKind::Rejected, reason);
         }
-        let mut decoded = Vec::with_capacity(self.outputs.len());
-        for (table, rows) in self.outputs.iter().zip(&texts) {
-            let (rows, bad) = delta::decode(table.arrow_schema(), rows);
+        let mut parts: Vec<Vec<DecodedRows>> = vec![Vec::new(); self.outputs.len()];
+        for rows in output.tables {
+            let Some(t) = self.outputs.iter().position(|w| w.name == rows.table()) else {
+                let reason = format!(
+                    "rows for table `{}`, which the trigger does not declare",
+                    rows.table()
+                );
+                for i in rows.sources() {
+                    letter(i, DeadLetterKind::UnknownTable, reason.clone());
+                }
+                continue;
+            };
+            let table = &self.outputs[t];
+            // A table that already holds a message's rows (it committed
+            // further than another table before a crash) skips them.
+            let needed = |i: &usize| self.needs(Target::Output(t), &batch[*i]);
+            let (decoded, bad) = match rows {
+                TableOutput::Json { rows, .. } => {
+                    let texts: Vec<(usize, &str)> = rows
+                        .iter()
+                        .filter(|(i, _)| needed(i))
+                        .map(|(i, text)| (*i, text.as_str()))
+                        .collect();
+                    delta::decode(table.arrow_schema(), &texts)
+                }
+                TableOutput::Columns {
+                    sources, columns, ..
+                } => {
+                    let skip: BTreeMap<usize, ()> = sources
+                        .iter()
+                        .map(|s| *s as usize)
+                        .filter(|i| !needed(i))
+                        .map(|i| (i, ()))
+                        .collect();
+                    let (decoded, mut bad) =
+                        delta::assemble(table.arrow_schema(), &sources, columns);
+                    bad.retain(|i, _| !skip.contains_key(i));
+                    (delta::without(decoded, &skip), bad)
+                }
+            };
             for (i, reason) in bad {
                 letter(
                     i,
@@ -357,15 +376,20 @@ impl Committer {
                     format!("table `{}`: {reason}", table.name),
                 );
             }
-            decoded.push(rows);
+            parts[t].push(decoded);
         }
+        let rows = parts
+            .into_iter()
+            .zip(&self.outputs)
+            .map(|(parts, table)| {
+                let rows = delta::concat(table.arrow_schema(), parts)?;
+                Some(delta::without(rows, &letters))
+            })
+            .collect();
         Plan {
             batch,
             ends,
-            rows: decoded
-                .into_iter()
-                .map(|d| Some(delta::without(d, &letters)))
-                .collect(),
+            rows,
             letters,
         }
     }
@@ -574,7 +598,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::runtime::TableRows;
+    use crate::runtime::{Column, ColumnValues, Outcome, TableRows};
     use crate::sink::delta::TableSchema;
 
     /// A partition log of fixed watermarks that records what was asked of it.
@@ -683,14 +707,15 @@ mod tests {
     }
 
     /// Rows for `a` and `b` from every message.
-    fn both(batch: &[KafkaMessage]) -> Vec<Outcome> {
-        batch
+    fn both(batch: &[KafkaMessage]) -> BatchOutput {
+        let outcomes = batch
             .iter()
             .map(|m| {
                 let row = format!(r#"{{"id": {}}}"#, m.offset);
                 Outcome::Rows(vec![rows("a", &[&row]), rows("b", &[&row])])
             })
-            .collect()
+            .collect();
+        BatchOutput::from_outcomes(outcomes)
     }
 
     fn part(partition: i32) -> Partition {
@@ -758,7 +783,7 @@ mod tests {
             ]),
             Outcome::Rows(vec![rows("a", &[r#"{"id": 4}"#, r#"{"id": 5}"#])]),
         ];
-        let plan = c.plan(&batch, Ok(outcomes));
+        let plan = c.plan(&batch, Ok(BatchOutput::from_outcomes(outcomes)));
         assert_eq!(
             plan.partitions().cloned().collect::<Vec<_>>(),
             [part(0), part(1)]
@@ -798,6 +823,115 @@ mod tests {
         assert_eq!(table_versions(&mut c, 1).await, [Some(1); 3]);
         let progress = c.progress().versions("in", 1).unwrap();
         assert_eq!(progress.iter().collect::<Vec<_>>(), [Some(1); 3]);
+    }
+
+    fn text(values: &[&str]) -> ColumnValues {
+        let mut offsets = vec![0];
+        let mut bytes = Vec::new();
+        for v in values {
+            bytes.extend_from_slice(v.as_bytes());
+            offsets.push(u32::try_from(bytes.len()).unwrap());
+        }
+        ColumnValues::Utf8 { offsets, bytes }
+    }
+
+    fn column(name: &str, values: ColumnValues) -> Column {
+        Column {
+            name: name.to_owned(),
+            values,
+            valid: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn typed_columns_land_like_json_rows_and_a_bad_column_dead_letters_its_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = committer(dir.path()).await;
+        let log = Log::ending_at(100);
+        c.position(part(0), 0, &log).await;
+        let batch: Vec<KafkaMessage> = (0..5).map(|o| message(0, o)).collect();
+        let output = BatchOutput {
+            tables: vec![
+                // Messages 0, 1, 3 → `a`; message 1's name is not UTF-8.
+                TableOutput::Columns {
+                    table: "a".to_owned(),
+                    sources: vec![0, 1, 3],
+                    columns: vec![
+                        column("id", ColumnValues::Int64(vec![0, 1, 3])),
+                        column(
+                            "name",
+                            ColumnValues::Utf8 {
+                                offsets: vec![0, 4, 5, 8],
+                                bytes: b"zero\xffthr".to_vec(),
+                            },
+                        ),
+                    ],
+                },
+                // Message 3 → `b` too, but `id` holds text: every message
+                // with rows in `b` is a dead letter, in every table.
+                TableOutput::Columns {
+                    table: "b".to_owned(),
+                    sources: vec![3],
+                    columns: vec![column("id", text(&["three"]))],
+                },
+                // A second part for `a`, from message 4, joins the first.
+                TableOutput::Columns {
+                    table: "a".to_owned(),
+                    sources: vec![4],
+                    columns: vec![column("id", ColumnValues::Int64(vec![4]))],
+                },
+            ],
+            rejects: vec![(2, "no".to_owned())],
+        };
+        let plan = c.plan(&batch, Ok(output));
+        let kinds: Vec<(usize, DeadLetterKind)> =
+            plan.letters.iter().map(|(i, l)| (*i, l.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (1, DeadLetterKind::InvalidRow),
+                (2, DeadLetterKind::Rejected),
+                (3, DeadLetterKind::InvalidRow)
+            ]
+        );
+        assert!(
+            plan.letters[&1].reason.contains("column `name`"),
+            "{:?}",
+            plan.letters[&1]
+        );
+        assert!(
+            plan.letters[&3]
+                .reason
+                .starts_with("table `b`: column `id`"),
+            "{:?}",
+            plan.letters[&3]
+        );
+        assert_eq!(plan.rows[0].as_ref().unwrap().sources, [0, 4]);
+        assert_eq!(c.commit(plan, &log).await, [(part(0), 5)]);
+        assert_eq!(row_count(&c, Target::Output(0)).await, 2);
+        assert_eq!(row_count(&c, Target::Output(1)).await, 0);
+        assert_eq!(row_count(&c, Target::DeadLetters).await, 3);
+        assert_eq!(table_versions(&mut c, 0).await, [Some(4); 3]);
+    }
+
+    #[tokio::test]
+    async fn indices_outside_the_batch_fail_it_as_an_invocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = committer(dir.path()).await;
+        let log = Log::ending_at(100);
+        c.position(part(0), 0, &log).await;
+        let batch = [message(0, 0)];
+        let output = BatchOutput {
+            tables: Vec::new(),
+            rejects: vec![(1, "a message that is not there".to_owned())],
+        };
+        let plan = c.plan(&batch, Ok(output));
+        assert_eq!(plan.letters[&0].kind, DeadLetterKind::InvocationFailed);
+        assert!(
+            plan.letters[&0]
+                .reason
+                .contains("message 1 of a batch of 1")
+        );
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use super::progress::Partition;
 use super::transform::{Transform, TransformSource};
 use crate::failpoint;
 use crate::metrics::Metrics;
-use crate::runtime::{KafkaMessage, Outcome};
+use crate::runtime::{BatchOutput, KafkaMessage};
 use crate::sink::delta::CommitInfo;
 
 /// How long `recv` waits when no batch is open, so rebalances and resyncs
@@ -360,11 +360,11 @@ impl KafkaRunner {
         &self,
         transform: &dyn Transform,
         batch: &[KafkaMessage],
-    ) -> Result<Vec<Outcome>, String> {
+    ) -> Result<BatchOutput, String> {
         let mut last = String::new();
         for attempt in 1..=2 {
             match transform.handle(batch).await {
-                Ok(outcomes) => return Ok(outcomes),
+                Ok(output) => return Ok(output),
                 Err(e) => {
                     tracing::warn!(attempt, error = %e, "batch invocation failed");
                     self.source.failed(&e);

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::runtime::{KafkaMessage, LoadedComponent, Outcome};
+use crate::runtime::{BatchOutput, KafkaMessage, LoadedComponent};
 use crate::versions::{Function, InUse};
 
-/// Turns a batch of messages into one outcome per message, or fails as a
-/// whole (the trigger then retries once and dead-letters the batch).
+/// Turns a batch of messages into rows and rejects, or fails as a whole
+/// (the trigger then retries once and dead-letters the batch).
 pub trait Transform: Send + Sync {
     /// The function's id (metrics, lineage).
     fn id(&self) -> &str;
@@ -20,7 +20,7 @@ pub trait Transform: Send + Sync {
     fn handle<'a>(
         &'a self,
         batch: &'a [KafkaMessage],
-    ) -> BoxFuture<'a, Result<Vec<Outcome>, String>>;
+    ) -> BoxFuture<'a, Result<BatchOutput, String>>;
 }
 
 impl Transform for LoadedComponent {
@@ -35,7 +35,7 @@ impl Transform for LoadedComponent {
     fn handle<'a>(
         &'a self,
         batch: &'a [KafkaMessage],
-    ) -> BoxFuture<'a, Result<Vec<Outcome>, String>> {
+    ) -> BoxFuture<'a, Result<BatchOutput, String>> {
         Box::pin(async move {
             let (result, _output) = self.handle_batch(batch).await;
             result.map_err(|e| e.to_string())
