@@ -21,14 +21,13 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use tokio_util::sync::CancellationToken;
 use weir::manifest::Limits;
 use weir::runtime::{
-    BatchOutput, Column, ColumnValues, ComponentSettings, KafkaMessage, TableOutput,
+    BatchOutput, Column, ColumnValues, ComponentSettings, CronInvocation, KafkaMessage, TableOutput,
 };
 use weir::sink::delta::TableSchema;
 use weir::trigger::kafka::{KafkaRunner, KafkaTrigger, RunnerConfig, TableTarget, Transform};
 use weir::{Metrics, Runtime, RuntimeConfig, World};
 
 #[path = "../tests/guests/locate.rs"]
-#[expect(dead_code, reason = "this bench uses only the functions")]
 mod locate;
 
 const T0: u64 = 1_764_000_000;
@@ -112,6 +111,54 @@ fn typed(out: weir_guest::Output) -> BatchOutput {
             .map(|(i, reason)| (i as usize, reason))
             .collect(),
     }
+}
+
+/// Starts a new peak for `peak_rss_mib` (Linux: writing 5 to clear_refs
+/// resets the process's high-water mark); elsewhere the peak is the life's.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident set since the last reset, in MiB (0 where
+/// /proc is not there).
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+/// The median time of an empty guest's invocation (what `cargo bench
+/// --bench invoke` measures), for judging this machine's speed in the same
+/// run as the throughput.
+async fn empty_call(rt: &Arc<Runtime>, iterations: usize) -> anyhow::Result<Duration> {
+    let empty = rt.load_file(
+        "empty",
+        &locate::guest("empty"),
+        World::Fetcher,
+        ComponentSettings::default(),
+    )?;
+    let outputs: Arc<[String]> = Arc::from(Vec::new());
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        let (result, _) = empty
+            .handle_cron(
+                1,
+                CronInvocation {
+                    outputs: Arc::clone(&outputs),
+                    ..CronInvocation::default()
+                },
+            )
+            .await;
+        samples.push(started.elapsed());
+        result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    samples.sort();
+    Ok(samples[samples.len() / 2])
 }
 
 /// In the child: a mock cluster with the bench topics; prints its address
@@ -278,6 +325,7 @@ async fn start(
             brokers: brokers.to_owned(),
             host_id: "bench".to_owned(),
             ownership: weir::trigger::kafka::Ownership::Group,
+            parallelism: weir::trigger::kafka::default_parallelism(),
         },
         transform,
         Arc::clone(&metrics),
@@ -543,6 +591,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("produced {total} messages");
 
         let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let mut peaks: BTreeMap<&str, u64> = BTreeMap::new();
         let rounds = if full { 3 } else { 1 };
         // For profiling the whole path with one transform
         // (`WEIR_BENCH_ONLY_THROUGHPUT=native` or `=wasm`).
@@ -552,9 +601,13 @@ fn main() -> anyhow::Result<()> {
                 if only.as_deref().is_some_and(|only| only != name) {
                     continue;
                 }
+                reset_peak_rss();
                 let rate = throughput(&brokers, Arc::clone(transform), total as u64).await?;
-                eprintln!("{name}: {rate:.0} records/s");
+                let peak = peak_rss_mib();
+                eprintln!("{name}: {rate:.0} records/s, peak RSS {peak} MiB");
                 rates.entry(name).or_default().push(rate);
+                let highest = peaks.entry(name).or_default();
+                *highest = (*highest).max(peak);
             }
         }
         if only.is_some() {
@@ -573,11 +626,12 @@ fn main() -> anyhow::Result<()> {
             let brokers = brokers.clone();
             tokio::task::spawn_blocking(move || python(&brokers, total as u64)).await?
         };
-        anyhow::Ok((rates, latencies, python, alone))
+        let empty_call = empty_call(&rt, if full { 2000 } else { 20 }).await?;
+        anyhow::Ok((rates, peaks, latencies, python, alone, empty_call))
     });
     drop(broker.stdin.take());
     let _ = broker.wait();
-    let (rates, latencies, python, alone) = result?;
+    let (rates, peaks, latencies, python, alone, empty_call) = result?;
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
@@ -619,6 +673,15 @@ fn main() -> anyhow::Result<()> {
         alone["wasm"].1.as_secs_f64() * 1e3,
         alone["wasm"].0.as_secs_f64() / alone["native"].0.as_secs_f64(),
         alone["wasm"].1.as_secs_f64() / alone["native"].1.as_secs_f64(),
+    );
+    println!(
+        "\npeak host RSS during the throughput rounds: {} MiB with Wasm, {} MiB native",
+        peaks.get("wasm").copied().unwrap_or_default(),
+        peaks.get("native").copied().unwrap_or_default(),
+    );
+    println!(
+        "machine speed in this run: an empty guest's call (instantiate + call + drop) takes {:.1} µs (median)",
+        empty_call.as_secs_f64() * 1e6
     );
     println!(
         "\nhost pinned to one core: {}",

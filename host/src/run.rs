@@ -23,7 +23,7 @@ use crate::sink::Publish;
 use crate::sink::kafka::{KafkaSink, KafkaSinkConfig};
 use crate::trigger::Trigger;
 use crate::trigger::cron::CronRunner;
-use crate::trigger::kafka::{KafkaRunner, Ownership, RunnerConfig};
+use crate::trigger::kafka::{KafkaRunner, Ownership, RunnerConfig, default_parallelism};
 use crate::versions::{self, Function, Functions};
 
 /// Everything `weir up` needs, already read from files and environment.
@@ -203,6 +203,7 @@ impl Host {
                             } else {
                                 Ownership::Group
                             },
+                            parallelism: default_parallelism(),
                         },
                         function,
                         Arc::clone(&metrics),

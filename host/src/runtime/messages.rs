@@ -253,6 +253,36 @@ impl BatchOutput {
         output
     }
 
+    /// Adds `other`'s rows and rejects, its message indices counted from
+    /// `start` (the output of a slice of the batch starting there).
+    pub fn append(&mut self, other: Self, start: usize) {
+        for table in other.tables {
+            self.tables.push(match table {
+                TableOutput::Json { table, rows } => TableOutput::Json {
+                    table,
+                    rows: rows.into_iter().map(|(i, r)| (i + start, r)).collect(),
+                },
+                TableOutput::Columns {
+                    table,
+                    mut sources,
+                    columns,
+                } => {
+                    let shift = u32::try_from(start).unwrap_or(u32::MAX);
+                    for s in &mut sources {
+                        *s = s.saturating_add(shift);
+                    }
+                    TableOutput::Columns {
+                        table,
+                        sources,
+                        columns,
+                    }
+                }
+            });
+        }
+        self.rejects
+            .extend(other.rejects.into_iter().map(|(i, r)| (i + start, r)));
+    }
+
     /// How many rows, over every table.
     pub fn rows(&self) -> usize {
         self.tables.iter().map(TableOutput::rows).sum()

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,16 @@ pub struct Letter {
     pub kind: DeadLetterKind,
     /// What was wrong, for the reader of the dead-letter table.
     pub reason: String,
+}
+
+/// A slice of a batch run by one instance of the transform, and what came
+/// of it; the output's message indices count from the slice's start.
+#[derive(Debug)]
+pub struct Part {
+    /// Which messages of the batch.
+    pub messages: Range<usize>,
+    /// The transform's output for them, or why the call failed (twice).
+    pub output: Result<BatchOutput, String>,
 }
 
 /// A batch routed, not yet committed.
@@ -147,6 +158,21 @@ impl Committer {
     /// Forgets a partition another host owns now.
     pub fn revoke(&mut self, part: &Partition) {
         self.progress.remove(part);
+    }
+
+    /// Pauses `part` and has it re-read from the Delta log: what this
+    /// host consumed of it past the tables' versions is read again.
+    pub fn send_back(&mut self, part: &Partition, log: &impl PartitionLog) {
+        if let Err(e) = log.pause(part) {
+            tracing::warn!(partition = %part, error = %e, "cannot pause partition");
+        }
+        self.progress.set(
+            part.clone(),
+            PartState::Resync {
+                at: Instant::now(),
+                attempts: 0,
+            },
+        );
     }
 
     /// Records which component produces the rows from now on.
@@ -293,11 +319,7 @@ impl Committer {
     /// Which rows go to which table, and which messages are dead letters:
     /// every row of a message goes, or none (a message with one invalid
     /// row is a dead letter for all tables).
-    pub fn plan<'a>(
-        &self,
-        batch: &'a [KafkaMessage],
-        output: Result<BatchOutput, String>,
-    ) -> Plan<'a> {
+    pub fn plan<'a>(&self, batch: &'a [KafkaMessage], parts: Vec<Part>) -> Plan<'a> {
         let mut ends: BTreeMap<Partition, i64> = BTreeMap::new();
         for m in batch {
             let end = ends
@@ -309,23 +331,22 @@ impl Committer {
         let mut letter = |i: usize, kind, reason| {
             letters.entry(i).or_insert(Letter { kind, reason });
         };
-        // The runtime checks a guest's indices; a native transform is
-        // checked here, as a failed invocation.
-        let checked = output.and_then(|o| o.check_sources(batch.len()).map(|()| o));
-        let output = match checked {
-            Ok(o) => o,
-            Err(reason) => {
-                for i in 0..batch.len() {
-                    letter(i, DeadLetterKind::InvocationFailed, reason.clone());
+        let mut output = BatchOutput::default();
+        for part in parts {
+            // The runtime checks a guest's indices; a native transform is
+            // checked here. Either way a bad one fails its part.
+            let checked = part
+                .output
+                .and_then(|o| o.check_sources(part.messages.len()).map(|()| o));
+            match checked {
+                Ok(o) => output.append(o, part.messages.start),
+                Err(reason) => {
+                    for i in part.messages {
+                        letter(i, DeadLetterKind::InvocationFailed, reason.clone());
+                    }
                 }
-                return Plan {
-                    batch,
-                    ends,
-                    rows: vec![None; self.outputs.len()],
-                    letters,
-                };
             }
-        };
+        }
         for (i, reason) in output.rejects {
             letter(i, DeadLetterKind::Rejected, reason);
         }
@@ -536,16 +557,7 @@ impl Committer {
                     .inc();
                 tracing::error!(table = %name, error = format!("{:#}", anyhow::Error::new(e)), "commit abandoned; its partitions will be re-read from the Delta log");
                 for (part, _) in txns {
-                    if let Err(e) = log.pause(part) {
-                        tracing::warn!(partition = %part, error = %e, "cannot pause partition");
-                    }
-                    self.progress.set(
-                        part.clone(),
-                        PartState::Resync {
-                            at: Instant::now(),
-                            attempts: 0,
-                        },
-                    );
+                    self.send_back(part, log);
                 }
             }
         }
@@ -718,6 +730,14 @@ mod tests {
         BatchOutput::from_outcomes(outcomes)
     }
 
+    /// The whole batch in one part.
+    fn whole(batch: &[KafkaMessage], output: Result<BatchOutput, String>) -> Vec<Part> {
+        vec![Part {
+            messages: 0..batch.len(),
+            output,
+        }]
+    }
+
     fn part(partition: i32) -> Partition {
         Partition::new("in", partition)
     }
@@ -783,7 +803,10 @@ mod tests {
             ]),
             Outcome::Rows(vec![rows("a", &[r#"{"id": 4}"#, r#"{"id": 5}"#])]),
         ];
-        let plan = c.plan(&batch, Ok(BatchOutput::from_outcomes(outcomes)));
+        let plan = c.plan(
+            &batch,
+            whole(&batch, Ok(BatchOutput::from_outcomes(outcomes))),
+        );
         assert_eq!(
             plan.partitions().cloned().collect::<Vec<_>>(),
             [part(0), part(1)]
@@ -883,7 +906,7 @@ mod tests {
             ],
             rejects: vec![(2, "no".to_owned())],
         };
-        let plan = c.plan(&batch, Ok(output));
+        let plan = c.plan(&batch, whole(&batch, Ok(output)));
         let kinds: Vec<(usize, DeadLetterKind)> =
             plan.letters.iter().map(|(i, l)| (*i, l.kind)).collect();
         assert_eq!(
@@ -925,7 +948,7 @@ mod tests {
             tables: Vec::new(),
             rejects: vec![(1, "a message that is not there".to_owned())],
         };
-        let plan = c.plan(&batch, Ok(output));
+        let plan = c.plan(&batch, whole(&batch, Ok(output)));
         assert_eq!(plan.letters[&0].kind, DeadLetterKind::InvocationFailed);
         assert!(
             plan.letters[&0]
@@ -941,7 +964,7 @@ mod tests {
         let log = Log::ending_at(100);
         c.position(part(0), 0, &log).await;
         let batch = [message(0, 0), message(0, 1)];
-        let plan = c.plan(&batch, Err("trap: out of fuel".to_owned()));
+        let plan = c.plan(&batch, whole(&batch, Err("trap: out of fuel".to_owned())));
         assert!(plan.rows.iter().all(Option::is_none));
         assert!(
             plan.letters
@@ -955,17 +978,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn parts_run_apart_count_from_their_start_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = committer(dir.path()).await;
+        let log = Log::ending_at(100);
+        for p in [0, 1] {
+            c.position(part(p), 0, &log).await;
+        }
+        // Partition 1's messages first, as a split may order them.
+        let batch = [message(1, 0), message(1, 1), message(0, 0), message(0, 1)];
+        let second = Part {
+            messages: 2..4,
+            output: Ok(both(&batch[2..])),
+        };
+        let first = Part {
+            messages: 0..2,
+            output: Err("trap: unreachable".to_owned()),
+        };
+        let plan = c.plan(&batch, vec![first, second]);
+        assert_eq!(plan.rows[0].as_ref().unwrap().sources, [2, 3]);
+        let failed: Vec<usize> = plan.letters.keys().copied().collect();
+        assert_eq!(failed, [0, 1]);
+        assert!(
+            plan.letters
+                .values()
+                .all(|l| l.kind == DeadLetterKind::InvocationFailed)
+        );
+        assert_eq!(c.commit(plan, &log).await, [(part(0), 2), (part(1), 2)]);
+        assert_eq!(row_count(&c, Target::Output(0)).await, 2);
+        assert_eq!(row_count(&c, Target::DeadLetters).await, 2);
+    }
+
+    #[tokio::test]
     async fn resumes_after_the_table_furthest_behind_and_skips_what_each_table_has() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = committer(dir.path()).await;
         let log = Log::ending_at(100);
         c.position(part(0), 0, &log).await;
         let batch = [message(0, 0), message(0, 1)];
-        let plan = c.plan(&batch, Ok(both(&batch)));
+        let plan = c.plan(&batch, whole(&batch, Ok(both(&batch))));
         c.commit(plan, &log).await;
         // A crash between tables: `a` went on to offset 3, the others not.
         let ahead = [message(0, 2), message(0, 3)];
-        let plan = c.plan(&ahead, Ok(both(&ahead)));
+        let plan = c.plan(&ahead, whole(&ahead, Ok(both(&ahead))));
         let a_only = plan.rows[0].clone().map(|r| r.batch);
         let txn = c.txns(Target::Output(0), &plan.ends);
         let info = c.info.clone();
@@ -980,7 +1035,7 @@ mod tests {
         c.position(part(0), 0, &log).await;
         assert_eq!(*log.seeks.lock().unwrap(), [(part(0), 2)]);
         let batch = [message(0, 2), message(0, 3), message(0, 4)];
-        let plan = c.plan(&batch, Ok(both(&batch)));
+        let plan = c.plan(&batch, whole(&batch, Ok(both(&batch))));
         assert_eq!(plan.rows[0].as_ref().unwrap().sources, [2]);
         assert_eq!(plan.rows[1].as_ref().unwrap().sources, [0, 1, 2]);
         let expected: Vec<Option<i64>> = c
@@ -1008,11 +1063,11 @@ mod tests {
         let mut new = committer(dir.path()).await;
         new.position(part(0), 0, &log).await;
         let batch = [message(0, 0)];
-        let plan = new.plan(&batch, Ok(both(&batch)));
+        let plan = new.plan(&batch, whole(&batch, Ok(both(&batch))));
         new.commit(plan, &log).await;
 
         let batch = [message(0, 0), message(0, 1), message(1, 0)];
-        let plan = old.plan(&batch, Ok(both(&batch)));
+        let plan = old.plan(&batch, whole(&batch, Ok(both(&batch))));
         let offsets = old.commit(plan, &log).await;
         // `a`'s commit was abandoned as a whole; no later table was tried.
         assert!(offsets.is_empty(), "{offsets:?}");
@@ -1044,7 +1099,7 @@ mod tests {
         let log = Log::ending_at(100);
         c.position(part(0), 0, &log).await;
         let batch = [message(0, 0), message(0, 1), message(0, 2)];
-        let plan = c.plan(&batch, Ok(both(&batch)));
+        let plan = c.plan(&batch, whole(&batch, Ok(both(&batch))));
         c.commit(plan, &log).await;
 
         // The topic was recreated: it ends before what the tables hold.

@@ -13,5 +13,5 @@ pub use config::{
     BatchConfig, KafkaApplicationConfig, KafkaTrigger, KafkaTriggerConfig, TableConfig, TableTarget,
 };
 pub use consumer::Ownership;
-pub use runner::{KafkaRunner, RunnerConfig};
+pub use runner::{KafkaRunner, RunnerConfig, default_parallelism};
 pub use transform::{Transform, TransformSource};

@@ -1,8 +1,9 @@
 //! The Kafka trigger's run loop: follow rebalances, collect a batch within
-//! its latency window, invoke the transform (retrying once), hand the
-//! outcomes to the [`Committer`] (DESIGN.md §5), then commit offsets.
+//! its latency window, invoke the transform on parts of it at once (whole
+//! partitions each, one instance per core, each retried once), hand the
+//! outputs to the [`Committer`] (DESIGN.md §5), then commit offsets.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::KafkaTrigger;
-use super::commit::Committer;
+use super::commit::{Committer, Part};
 use super::consumer::{self, Assignment, BROKER_TIMEOUT, Context, Ownership};
 use super::progress::Partition;
 use super::transform::{Transform, TransformSource};
@@ -41,11 +42,20 @@ pub struct RunnerConfig {
     pub host_id: String,
     /// Group membership, or every partition directly (embedded broker).
     pub ownership: Ownership,
+    /// Most instances of the transform that run parts of one batch at
+    /// once, each taking whole partitions ([`default_parallelism`]).
+    pub parallelism: usize,
+}
+
+/// One instance per core this process may run on.
+pub fn default_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 /// One Kafka trigger, running.
 pub struct KafkaRunner {
     trigger: KafkaTrigger,
+    parallelism: usize,
     source: TransformSource,
     /// The tables and every owned partition's progress through them.
     committer: Committer,
@@ -199,6 +209,7 @@ impl KafkaRunner {
         }
         Ok(Self {
             trigger,
+            parallelism: config.parallelism.max(1),
             source,
             committer,
             consumer,
@@ -342,8 +353,8 @@ impl KafkaRunner {
             .observe(batch.len() as f64);
         let checkout = self.source.checkout().await;
         self.committer.produced_by(checkout.transform.digest());
-        let outcomes = self.invoke(checkout.transform.as_ref(), &batch).await;
-        let plan = self.committer.plan(&batch, outcomes);
+        let (batch, parts) = self.invoke(&checkout.transform, batch).await;
+        let plan = self.committer.plan(&batch, parts);
         let partitions: Vec<String> = plan.partitions().map(ToString::to_string).collect();
         tracing::Span::current().record("partitions", partitions.join(",").as_str());
         failpoint::hit("batch-before-write");
@@ -354,25 +365,60 @@ impl KafkaRunner {
         self.source.processed(batch);
     }
 
-    /// Calls the transform; a failed call is retried once, a second
-    /// failure dead-letters the batch.
+    /// Runs the batch: cut into parts of whole partitions, each on its own
+    /// instance of the transform, at most [`RunnerConfig::parallelism`] at
+    /// once on the runtime's threads. Returns the batch in part order and
+    /// each part's output. A part whose task died (a bug, not a guest
+    /// failure: those are outputs) leaves the batch, and its partitions are
+    /// sent back to the Delta log, so their messages are read again.
     async fn invoke(
-        &self,
-        transform: &dyn Transform,
-        batch: &[KafkaMessage],
-    ) -> Result<BatchOutput, String> {
-        let mut last = String::new();
-        for attempt in 1..=2 {
-            match transform.handle(batch).await {
-                Ok(output) => return Ok(output),
+        &mut self,
+        transform: &Arc<dyn Transform>,
+        batch: Vec<KafkaMessage>,
+    ) -> (Vec<KafkaMessage>, Vec<Part>) {
+        let mut parts = split(batch, self.parallelism);
+        if parts.len() == 1 {
+            let part = parts.pop().unwrap_or_default();
+            let output = invoke_twice(&self.source, transform.as_ref(), &part).await;
+            let messages = 0..part.len();
+            return (part, vec![Part { messages, output }]);
+        }
+        let running: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                let partitions: BTreeSet<Partition> = part
+                    .iter()
+                    .map(|m| Partition::new(m.topic.as_str(), m.partition))
+                    .collect();
+                let (source, transform) = (self.source.clone(), Arc::clone(transform));
+                let task = tokio::spawn(async move {
+                    let output = invoke_twice(&source, transform.as_ref(), &part).await;
+                    (part, output)
+                });
+                (partitions, task)
+            })
+            .collect();
+        let mut batch = Vec::new();
+        let mut outputs = Vec::new();
+        for (partitions, task) in running {
+            match task.await {
+                Ok((part, output)) => {
+                    let start = batch.len();
+                    batch.extend(part);
+                    outputs.push(Part {
+                        messages: start..batch.len(),
+                        output,
+                    });
+                }
                 Err(e) => {
-                    tracing::warn!(attempt, error = %e, "batch invocation failed");
-                    self.source.failed(&e);
-                    last = e;
+                    tracing::error!(error = %e, "a transform task died; its partitions will be re-read from the Delta log");
+                    for part in &partitions {
+                        self.committer.send_back(part, &self.consumer);
+                    }
                 }
             }
         }
-        Err(format!("invocation failed twice: {last}"))
+        (batch, outputs)
     }
 
     /// Commits consumer offsets (async; used only for lag, DESIGN.md §5.4).
@@ -387,6 +433,49 @@ impl KafkaRunner {
             tracing::debug!(error = %e, "offset commit failed (lag metrics only)");
         }
     }
+}
+
+/// Calls the transform; a failed call is retried once, a second failure
+/// fails the messages (they become dead letters).
+async fn invoke_twice(
+    source: &TransformSource,
+    transform: &dyn Transform,
+    batch: &[KafkaMessage],
+) -> Result<BatchOutput, String> {
+    let mut last = String::new();
+    for attempt in 1..=2 {
+        match transform.handle(batch).await {
+            Ok(output) => return Ok(output),
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "batch invocation failed");
+                source.failed(&e);
+                last = e;
+            }
+        }
+    }
+    Err(format!("invocation failed twice: {last}"))
+}
+
+/// Cuts `batch` into at most `parts` parts of whole partitions, balanced by
+/// message count (largest partition first, each to the smallest part).
+fn split(batch: Vec<KafkaMessage>, parts: usize) -> Vec<Vec<KafkaMessage>> {
+    let mut by_partition: BTreeMap<(String, i32), Vec<KafkaMessage>> = BTreeMap::new();
+    for m in batch {
+        by_partition
+            .entry((m.topic.clone(), m.partition))
+            .or_default()
+            .push(m);
+    }
+    let count = parts.clamp(1, by_partition.len().max(1));
+    let mut partitions: Vec<Vec<KafkaMessage>> = by_partition.into_values().collect();
+    partitions.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut out: Vec<Vec<KafkaMessage>> = vec![Vec::new(); count];
+    for partition in partitions {
+        if let Some(smallest) = out.iter_mut().min_by_key(|p| p.len()) {
+            smallest.extend(partition);
+        }
+    }
+    out
 }
 
 /// Sets `weir_kafka_topic_lag` for every topic every [`LAG_PROBE_EVERY`]
@@ -445,7 +534,48 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> KafkaMessage {
 mod tests {
     use std::time::Duration;
 
-    use super::{FlushTime, Window};
+    use super::{FlushTime, Window, split};
+    use crate::runtime::KafkaMessage;
+
+    #[test]
+    fn a_batch_splits_into_whole_partitions_balanced_by_messages() {
+        let message = |partition: i32, offset: i64| KafkaMessage {
+            topic: "t".to_owned(),
+            partition,
+            offset,
+            timestamp_ms: None,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+        };
+        // Partition 0: 5 messages, 1: 3, 2: 2, 3: 1.
+        let batch: Vec<KafkaMessage> = [(0, 5), (1, 3), (2, 2), (3, 1)]
+            .into_iter()
+            .flat_map(|(p, n)| (0..n).map(move |o| message(p, o)))
+            .collect();
+        let parts = split(batch.clone(), 2);
+        let partitions = |part: &[KafkaMessage]| {
+            let mut p: Vec<i32> = part.iter().map(|m| m.partition).collect();
+            p.dedup();
+            p
+        };
+        // 5 → first, 3 → second, 2 → second (3 < 5), 1 → first (a tie).
+        assert_eq!(parts.len(), 2);
+        assert_eq!(partitions(&parts[0]), [0, 3]);
+        assert_eq!(partitions(&parts[1]), [1, 2]);
+        assert_eq!((parts[0].len(), parts[1].len()), (6, 5));
+        // Offsets stay in order within a partition.
+        assert!(
+            parts[1]
+                .windows(2)
+                .all(|w| w[0].partition != w[1].partition || w[0].offset < w[1].offset)
+        );
+        // Never more parts than partitions, never fewer than one.
+        assert_eq!(split(batch.clone(), 16).len(), 4);
+        assert_eq!(split(batch.clone(), 0).len(), 1);
+        assert_eq!(split(batch, 1)[0].len(), 11);
+        assert_eq!(split(Vec::new(), 4).len(), 1);
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
