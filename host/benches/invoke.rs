@@ -5,11 +5,12 @@
 //! few iterations only, as a smoke test.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use weir::runtime::{ComponentSettings, CronInvocation};
-use weir::{Metrics, Runtime, RuntimeConfig, World};
+use weir::{Metrics, Runtime, RuntimeConfig};
 
+#[path = "support/empty_call.rs"]
+mod empty_call;
 #[path = "../tests/guests/locate.rs"]
 #[expect(dead_code, reason = "this bench uses only the guest fixtures")]
 mod locate;
@@ -25,37 +26,7 @@ fn measure(config: RuntimeConfig, iterations: usize) -> anyhow::Result<Vec<Durat
         .enable_all()
         .build()?;
     let runtime = Arc::new(Runtime::new(config, Arc::new(Metrics::new()))?);
-    let empty = runtime.load_file(
-        "empty",
-        &locate::guest("empty"),
-        World::Fetcher,
-        ComponentSettings::default(),
-    )?;
-    let outputs: Arc<[String]> = Arc::from(Vec::new());
-    let mut samples = Vec::with_capacity(iterations);
-    tokio.block_on(async {
-        for i in 0..iterations + iterations / 10 {
-            let started = Instant::now();
-            let (result, _) = empty
-                .handle_cron(
-                    1,
-                    CronInvocation {
-                        outputs: Arc::clone(&outputs),
-                        ..CronInvocation::default()
-                    },
-                )
-                .await;
-            let elapsed = started.elapsed();
-            result.map_err(|e| anyhow::anyhow!("{e}"))?;
-            // The first tenth warms the pool's slots and caches.
-            if i >= iterations / 10 {
-                samples.push(elapsed);
-            }
-        }
-        anyhow::Ok(())
-    })?;
-    samples.sort();
-    Ok(samples)
+    tokio.block_on(empty_call::times(&runtime, iterations))
 }
 
 fn main() -> anyhow::Result<()> {

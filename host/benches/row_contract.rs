@@ -25,6 +25,10 @@ use weir::runtime::{Column, ColumnValues};
 use weir::sink::delta::{TableSchema, TableWriter, assemble};
 use weir_guest::{Message, Output, Values};
 
+#[path = "support/typed.rs"]
+#[expect(dead_code, reason = "this bench converts columns only")]
+mod typed;
+
 const MESSAGES: usize = 10_000;
 const ROUNDS: usize = 30;
 
@@ -45,25 +49,7 @@ fn typed(out: Output) -> anyhow::Result<(Vec<u32>, Vec<Column>)> {
         .next()
         .ok_or_else(|| anyhow::anyhow!("no rows"))?;
     let (_, sources, columns) = table.into_parts();
-    let columns = columns
-        .into_iter()
-        .map(|column| {
-            let (name, values, valid) = column.into_parts();
-            let values = match values {
-                Values::Int64(v) => ColumnValues::Int64(v),
-                Values::Float64(v) => ColumnValues::Float64(v),
-                Values::Boolean(v) => ColumnValues::Boolean(v),
-                Values::Utf8 { offsets, bytes } => ColumnValues::Utf8 { offsets, bytes },
-                Values::Binary { offsets, bytes } => ColumnValues::Binary { offsets, bytes },
-            };
-            Column {
-                name,
-                values,
-                valid,
-            }
-        })
-        .collect();
-    Ok((sources, columns))
+    Ok((sources, typed::columns(columns)))
 }
 
 fn offsets(offsets: &[u32]) -> OffsetBuffer<i32> {

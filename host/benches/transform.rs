@@ -20,15 +20,17 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use tokio_util::sync::CancellationToken;
 use weir::manifest::Limits;
-use weir::runtime::{
-    BatchOutput, Column, ColumnValues, ComponentSettings, CronInvocation, KafkaMessage, TableOutput,
-};
+use weir::runtime::{BatchOutput, ComponentSettings, KafkaMessage};
 use weir::sink::delta::TableSchema;
 use weir::trigger::kafka::{KafkaRunner, KafkaTrigger, RunnerConfig, TableTarget, Transform};
 use weir::{Metrics, Runtime, RuntimeConfig, World};
 
+#[path = "support/empty_call.rs"]
+mod empty_call;
 #[path = "../tests/guests/locate.rs"]
 mod locate;
+#[path = "support/typed.rs"]
+mod typed;
 
 const T0: u64 = 1_764_000_000;
 
@@ -62,54 +64,8 @@ impl Transform for Native {
                 };
                 out.handle(&message, vehicle_transform::transform);
             }
-            Ok(typed(out))
+            Ok(typed::output(out))
         })
-    }
-}
-
-/// The native transform's rows in the form the host takes from guests:
-/// the same vectors, moved.
-fn typed(out: weir_guest::Output) -> BatchOutput {
-    let (tables, rejects) = out.into_parts();
-    let tables = tables
-        .into_iter()
-        .map(|table| {
-            let (table, sources, columns) = table.into_parts();
-            let columns = columns
-                .into_iter()
-                .map(|column| {
-                    let (name, values, valid) = column.into_parts();
-                    let values = match values {
-                        weir_guest::Values::Int64(v) => ColumnValues::Int64(v),
-                        weir_guest::Values::Float64(v) => ColumnValues::Float64(v),
-                        weir_guest::Values::Boolean(v) => ColumnValues::Boolean(v),
-                        weir_guest::Values::Utf8 { offsets, bytes } => {
-                            ColumnValues::Utf8 { offsets, bytes }
-                        }
-                        weir_guest::Values::Binary { offsets, bytes } => {
-                            ColumnValues::Binary { offsets, bytes }
-                        }
-                    };
-                    Column {
-                        name,
-                        values,
-                        valid,
-                    }
-                })
-                .collect();
-            TableOutput::Columns {
-                table,
-                sources,
-                columns,
-            }
-        })
-        .collect();
-    BatchOutput {
-        tables,
-        rejects: rejects
-            .into_iter()
-            .map(|(i, reason)| (i as usize, reason))
-            .collect(),
     }
 }
 
@@ -129,36 +85,6 @@ fn peak_rss_mib() -> u64 {
             line.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
         .map_or(0, |kib| kib / 1024)
-}
-
-/// The median time of an empty guest's invocation (what `cargo bench
-/// --bench invoke` measures), for judging this machine's speed in the same
-/// run as the throughput.
-async fn empty_call(rt: &Arc<Runtime>, iterations: usize) -> anyhow::Result<Duration> {
-    let empty = rt.load_file(
-        "empty",
-        &locate::guest("empty"),
-        World::Fetcher,
-        ComponentSettings::default(),
-    )?;
-    let outputs: Arc<[String]> = Arc::from(Vec::new());
-    let mut samples = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        let started = Instant::now();
-        let (result, _) = empty
-            .handle_cron(
-                1,
-                CronInvocation {
-                    outputs: Arc::clone(&outputs),
-                    ..CronInvocation::default()
-                },
-            )
-            .await;
-        samples.push(started.elapsed());
-        result.map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    samples.sort();
-    Ok(samples[samples.len() / 2])
 }
 
 /// In the child: a mock cluster with the bench topics; prints its address
@@ -626,7 +552,8 @@ fn main() -> anyhow::Result<()> {
             let brokers = brokers.clone();
             tokio::task::spawn_blocking(move || python(&brokers, total as u64)).await?
         };
-        let empty_call = empty_call(&rt, if full { 2000 } else { 20 }).await?;
+        let calls = empty_call::times(&rt, if full { 2000 } else { 20 }).await?;
+        let empty_call = calls[calls.len() / 2];
         anyhow::Ok((rates, peaks, latencies, python, alone, empty_call))
     });
     drop(broker.stdin.take());

@@ -263,21 +263,16 @@ impl Committer {
     ) -> anyhow::Result<PartState> {
         let app_id = self.app_id(part);
         let ids = std::slice::from_ref(&app_id);
-        let mut outputs = Vec::with_capacity(self.outputs.len());
-        for table in &mut self.outputs {
-            outputs.push(table.versions(ids).await?.into_iter().next().flatten());
-        }
-        let dead_letters = self
-            .dead_letters
-            .versions(ids)
-            .await?
-            .into_iter()
-            .next()
-            .flatten();
-        let versions = Versions {
-            outputs,
-            dead_letters,
+        let mut versions = Versions {
+            outputs: vec![None; self.outputs.len()],
+            dead_letters: None,
         };
+        for target in self.targets() {
+            let read = self.table_mut(target).versions(ids).await?;
+            if let Some(slot) = versions.slot(target) {
+                *slot = read.into_iter().next().flatten();
+            }
+        }
         // After the versions: a watermark read first could be overtaken by
         // a commit of the partition's previous owner, and look like a log
         // that went backwards.
@@ -526,10 +521,14 @@ impl Committer {
     ) {
         let started = Instant::now();
         let updates: Vec<TxnUpdate> = txns.iter().map(|(_, u)| u.clone()).collect();
-        let info = self.info.clone();
-        let result = self.table_mut(target).commit(rows, &updates, &info).await;
+        // Fields, not `table_mut`: the commit borrows the lineage beside it.
+        let table = match target {
+            Target::Output(t) => &mut self.outputs[t],
+            Target::DeadLetters => &mut self.dead_letters,
+        };
+        let result = table.commit(rows, &updates, &self.info).await;
         let name = self.table(target).name.as_str();
-        let labels = [info.function.as_str(), name];
+        let labels = [self.info.function.as_str(), name];
         match result {
             Ok(committed) => {
                 self.metrics
@@ -553,7 +552,7 @@ impl Committer {
                 let kind = if e.is_fenced() { "fenced" } else { "error" };
                 self.metrics
                     .delta_commit_errors
-                    .with_label_values(&[info.function.as_str(), name, kind])
+                    .with_label_values(&[self.info.function.as_str(), name, kind])
                     .inc();
                 tracing::error!(table = %name, error = format!("{:#}", anyhow::Error::new(e)), "commit abandoned; its partitions will be re-read from the Delta log");
                 for (part, _) in txns {

@@ -59,7 +59,8 @@ impl Versions {
         }
     }
 
-    fn slot(&mut self, target: Target) -> Option<&mut Option<i64>> {
+    /// One table's version, to set; `None` if `target` is not one of them.
+    pub fn slot(&mut self, target: Target) -> Option<&mut Option<i64>> {
         match target {
             Target::Output(t) => self.outputs.get_mut(t),
             Target::DeadLetters => Some(&mut self.dead_letters),

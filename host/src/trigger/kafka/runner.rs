@@ -459,17 +459,27 @@ async fn invoke_twice(
 /// Cuts `batch` into at most `parts` parts of whole partitions, balanced by
 /// message count (largest partition first, each to the smallest part).
 fn split(batch: Vec<KafkaMessage>, parts: usize) -> Vec<Vec<KafkaMessage>> {
-    let mut by_partition: BTreeMap<(String, i32), Vec<KafkaMessage>> = BTreeMap::new();
-    for m in batch {
-        by_partition
-            .entry((m.topic.clone(), m.partition))
-            .or_default()
-            .push(m);
+    if parts <= 1 {
+        return vec![batch];
     }
-    let count = parts.clamp(1, by_partition.len().max(1));
-    let mut partitions: Vec<Vec<KafkaMessage>> = by_partition.into_values().collect();
+    // Each message's partition as a number, without an owned key per message.
+    let mut numbers: BTreeMap<(&str, i32), usize> = BTreeMap::new();
+    let of: Vec<usize> = batch
+        .iter()
+        .map(|m| {
+            let next = numbers.len();
+            *numbers
+                .entry((m.topic.as_str(), m.partition))
+                .or_insert(next)
+        })
+        .collect();
+    let count = numbers.len();
+    let mut partitions: Vec<Vec<KafkaMessage>> = vec![Vec::new(); count];
+    for (m, n) in batch.into_iter().zip(of) {
+        partitions[n].push(m);
+    }
     partitions.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    let mut out: Vec<Vec<KafkaMessage>> = vec![Vec::new(); count];
+    let mut out: Vec<Vec<KafkaMessage>> = vec![Vec::new(); parts.min(count.max(1))];
     for partition in partitions {
         if let Some(smallest) = out.iter_mut().min_by_key(|p| p.len()) {
             smallest.extend(partition);
