@@ -2,26 +2,34 @@
 //! storage under the data dir, so messages, watermarks and committed
 //! offsets survive a restart (librdkafka's in-memory mock cluster would lose
 //! them). Used by `weir up` without brokers and by `weir dev-broker`.
+//!
+//! tansu runs on a single-threaded runtime of its own, on its own thread.
+//! Stopping it ends that runtime, which drops every tansu task unpolled: a
+//! request in flight then is dropped silently, where on the host's shared
+//! runtime it was polled once more during shutdown and logged an error
+//! (measured in CI: `JoinError::Cancelled` lines at the end of a clean
+//! `weir up --for`), and the sqlite log is closed, so a new broker may open
+//! it in the same process.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
 use tansu_broker::broker::Broker;
 use tansu_broker::coordinator::group::administrator::Controller;
 use tansu_storage::StorageContainer;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use url::Url;
 
-/// A running embedded broker. Dropping it stops the listener, but tansu's
-/// storage tasks keep the sqlite log locked until the process exits: restart
-/// a broker on the same log in a new process (as `weir dev-broker` does).
+/// A running embedded broker; dropping it stops it (waiting for its thread).
 #[derive(Debug)]
 pub struct EmbeddedBroker {
     /// `host:port` for `bootstrap.servers`.
     pub bootstrap: String,
-    task: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl EmbeddedBroker {
@@ -44,7 +52,93 @@ impl EmbeddedBroker {
         // tansu joins the URL path onto its working directory after dropping
         // one leading `/`; a second `/` keeps an absolute path absolute.
         let storage = Url::parse(&format!("sqlite:///{}", db.display()))?;
-        let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+        let (built, ready) = oneshot::channel();
+        let (stop, stopped) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("weir-broker".into())
+            .spawn(move || serve(listener, storage, built, stopped))
+            .context("cannot start the embedded broker's thread")?;
+        let mut broker = Self {
+            bootstrap: address,
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        ready
+            .await
+            .context("the embedded broker's thread ended while starting")??;
+        let addr: SocketAddr = broker.bootstrap.parse()?;
+        let thread = broker.thread.as_ref();
+        let listening = async {
+            while tokio::net::TcpStream::connect(addr).await.is_err() {
+                // A listener that cannot bind ends the thread (its log says why).
+                if thread.is_some_and(JoinHandle::is_finished) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let timed_out = tokio::time::timeout(Duration::from_secs(30), listening)
+            .await
+            .is_err();
+        if timed_out || broker.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+            broker.halt();
+            anyhow::bail!(
+                "the embedded broker did not listen on {} ({})",
+                broker.bootstrap,
+                if timed_out {
+                    "not within 30 s"
+                } else {
+                    "it stopped"
+                }
+            );
+        }
+        tracing::info!(bootstrap = %broker.bootstrap, log = %db.display(), "embedded Kafka broker (tansu, sqlite) started");
+        Ok(broker)
+    }
+
+    /// Tells the broker's thread to stop and waits for it: a few
+    /// milliseconds while its runtime drops tansu's tasks.
+    fn halt(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the embedded broker's thread panicked");
+        }
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// The broker's thread: builds tansu on a runtime of its own, reports
+/// through `built`, serves until `stop`, then drops the runtime and with it
+/// every task tansu spawned.
+fn serve(
+    listener: Url,
+    storage: Url,
+    built: oneshot::Sender<anyhow::Result<()>>,
+    stop: oneshot::Receiver<()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = built.send(Err(
+                anyhow::Error::new(e).context("cannot start its runtime")
+            ));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
             .node_id(1)
             .cluster_id("weir-local")
             .incarnation_id(uuid::Uuid::new_v4())
@@ -53,34 +147,24 @@ impl EmbeddedBroker {
             .storage(storage)
             .silent(true)
             .build()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot start the embedded broker: {e:?}"))?;
-        let task = tokio::spawn(async move {
-            if let Err(e) = broker.serve(tokio::time::Instant::now()).await {
-                tracing::error!(error = ?e, "embedded broker stopped");
-            }
-        });
-        let addr: SocketAddr = address.parse()?;
-        let ready = async {
-            while tokio::net::TcpStream::connect(addr).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            .await;
+        let mut broker = match broker {
+            Ok(broker) => broker,
+            Err(e) => {
+                let _ = built.send(Err(anyhow::anyhow!(
+                    "cannot start the embedded broker: {e:?}"
+                )));
+                return;
             }
         };
-        tokio::time::timeout(Duration::from_secs(30), ready)
-            .await
-            .with_context(|| {
-                format!("the embedded broker did not listen on {address} within 30 s")
-            })?;
-        tracing::info!(bootstrap = %address, log = %db.display(), "embedded Kafka broker (tansu, sqlite) started");
-        Ok(Self {
-            bootstrap: address,
-            task,
-        })
-    }
-}
-
-impl Drop for EmbeddedBroker {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+        let _ = built.send(Ok(()));
+        tokio::select! {
+            served = broker.serve(tokio::time::Instant::now()) => {
+                if let Err(e) = served {
+                    tracing::error!(error = ?e, "embedded broker stopped");
+                }
+            }
+            _ = stop => {}
+        }
+    });
 }

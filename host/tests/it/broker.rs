@@ -9,6 +9,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message as _;
 use weir::Metrics;
+use weir::broker::EmbeddedBroker;
 use weir::imports::producer::OutMessage;
 use weir::sink::Publish as _;
 use weir::sink::kafka::{KafkaSink, KafkaSinkConfig};
@@ -91,4 +92,34 @@ async fn messages_survive_kill_9_of_the_broker() {
         100,
         "every message is still in the log after kill -9"
     );
+}
+
+/// A stopped embedded broker lets go of its log: a second one started in the
+/// same process on the same directory serves every message the first stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_embedded_broker_hands_its_log_to_the_next_in_the_same_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = EmbeddedBroker::start(dir.path(), 0).await.unwrap();
+    let sink = KafkaSink::new(
+        KafkaSinkConfig::new(&first.bootstrap),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    sink.ensure_topics(&["durable".to_owned()]).await.unwrap();
+    let messages = (0..20)
+        .map(|i| OutMessage {
+            topic: "durable".into(),
+            key: None,
+            value: format!("v{i}").into_bytes(),
+        })
+        .collect();
+    sink.publish("test", messages).await.unwrap();
+    drop(sink);
+    drop(first);
+
+    let second = EmbeddedBroker::start(dir.path(), 0).await.unwrap();
+    let mut values = read_all(&second.bootstrap, "after-stop", 20).await;
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), 20);
 }
