@@ -112,6 +112,7 @@ async fn run(swaps: usize) {
                 max_upload_bytes: None,
             },
             watch: None,
+            parallelism: weir::trigger::kafka::default_parallelism(),
         },
         shutdown.clone(),
     )

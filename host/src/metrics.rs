@@ -104,6 +104,9 @@ pub struct Metrics {
     pub kafka_topic_lag: IntGaugeVec,
     /// `weir_batch_records{function}`: messages per batch handed to a transform.
     pub batch_records: HistogramVec,
+    /// `weir_batch_parts{function}`: instances of the transform that ran a
+    /// batch at once, one per part of whole partitions.
+    pub batch_parts: HistogramVec,
     /// `weir_delta_rows_written_total{function,table}`: rows committed.
     pub delta_rows_written: IntCounterVec,
     /// `weir_delta_commits_total{function,table}`: Delta commits made.
@@ -294,6 +297,17 @@ impl Metrics {
                     &["function"],
                 ),
             ),
+            batch_parts: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "weir_batch_parts",
+                        "Instances of the transform that ran a batch at once.",
+                    )
+                    .buckets(prometheus::exponential_buckets(1.0, 2.0, 7).unwrap_or_default()),
+                    &["function"],
+                ),
+            ),
             delta_rows_written: counter(
                 &registry,
                 "weir_delta_rows_written_total",
@@ -412,6 +426,7 @@ impl Metrics {
             }
         } else {
             self.batch_records.with_label_values(&[function]);
+            self.batch_parts.with_label_values(&[function]);
         }
     }
 

@@ -23,7 +23,9 @@ use crate::sink::Publish;
 use crate::sink::kafka::{KafkaSink, KafkaSinkConfig};
 use crate::trigger::Trigger;
 use crate::trigger::cron::CronRunner;
-use crate::trigger::kafka::{KafkaRunner, Ownership, RunnerConfig, default_parallelism};
+#[cfg(doc)]
+use crate::trigger::kafka::default_parallelism;
+use crate::trigger::kafka::{KafkaRunner, Ownership, RunnerConfig};
 use crate::versions::{self, Function, Functions};
 
 /// Everything `weir up` needs, already read from files and environment.
@@ -46,6 +48,9 @@ pub struct HostConfig {
     pub admin: AdminConfig,
     /// Redeploy a function when its component file changes, polling this often.
     pub watch: Option<std::time::Duration>,
+    /// Into how many parts, each on its own instance, a Kafka trigger cuts
+    /// a batch at most ([`default_parallelism`]: the CPUs this process may use).
+    pub parallelism: usize,
 }
 
 /// Which Kafka cluster the host talks to.
@@ -203,7 +208,7 @@ impl Host {
                             } else {
                                 Ownership::Group
                             },
-                            parallelism: default_parallelism(),
+                            parallelism: config.parallelism,
                         },
                         function,
                         Arc::clone(&metrics),

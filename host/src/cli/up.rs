@@ -15,6 +15,7 @@ use crate::run::{Host, HostConfig, KafkaMode};
 use crate::runtime::RuntimeConfig;
 use crate::status;
 use crate::trigger::Trigger;
+use crate::trigger::kafka::default_parallelism;
 
 /// Arguments of `weir up`.
 #[derive(Debug, clap::Args)]
@@ -55,6 +56,10 @@ pub(super) struct UpArgs {
     /// `watch` patterns match, as `spin up --build` would).
     #[arg(long)]
     no_build: bool,
+    /// How many instances of a Kafka trigger's transform run a batch at
+    /// once, each on whole partitions (default: the CPUs weir may use).
+    #[arg(long, env = "WEIR_PARALLELISM", value_name = "N")]
+    parallelism: Option<std::num::NonZeroUsize>,
     #[command(flatten)]
     token: TokenArgs,
 }
@@ -101,6 +106,9 @@ impl UpArgs {
                 max_upload_bytes: None,
             },
             watch: self.watch.then_some(WATCH_EVERY),
+            parallelism: self
+                .parallelism
+                .map_or_else(default_parallelism, std::num::NonZeroUsize::get),
         };
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
         runtime.block_on(async {

@@ -86,6 +86,9 @@ fn host(manifest: &Path, brokers: &str, port: u16, failpoint: Option<&str>, log:
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
+        // Two transform instances per batch on any machine: crashes land in
+        // the middle of concurrent parts as well as of commits.
+        .args(["--parallelism", "2"])
         .env("RUST_LOG", "warn,weir=info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());
@@ -228,7 +231,10 @@ async fn kill_9_at_every_crash_point_loses_and_duplicates_nothing() {
     // The stream: 2,000 messages in chunks, produced while the host
     // crashes (~80 s, about as long as the crash rounds take).
     let all = messages(2_000, 1_764_000_000);
-    let producer = stream(&brokers, topic, &all, 50, Duration::from_secs(2));
+    // The last 60 wait for the last host, which then has a batch spanning
+    // every partition, whatever the crashes left.
+    let (crashing, last_chunk) = all.split_at(all.len() - 60);
+    let producer = stream(&brokers, topic, crashing, 50, Duration::from_secs(2));
 
     let points = [
         "batch-before-write",
@@ -291,6 +297,7 @@ async fn kill_9_at_every_crash_point_loses_and_duplicates_nothing() {
         None,
         &dir.path().join("host-last.log"),
     );
+    produce(&brokers, topic, last_chunk).await;
     let (rows, letters) = crate::delta::wait_for_all(
         &data,
         all.len(),
@@ -316,6 +323,19 @@ async fn kill_9_at_every_crash_point_loses_and_duplicates_nothing() {
         r#"weir_delta_orphan_files{function="vehicle-transform",table="vehicle_positions"}"#,
     )
     .unwrap();
+    // The last chunk spans every partition: the last host ran a batch on
+    // two instances at once.
+    let batches = sample(
+        &metrics,
+        r#"weir_batch_parts_count{function="vehicle-transform"}"#,
+    )
+    .unwrap();
+    let single = sample(
+        &metrics,
+        r#"weir_batch_parts_bucket{function="vehicle-transform",le="1"}"#,
+    )
+    .unwrap();
+    assert!(single < batches, "no batch ran in two parts:\n{metrics}");
     sigterm(&last.child);
     let exited = tokio::task::spawn_blocking(move || {
         let status = last.child.wait().unwrap();

@@ -161,6 +161,8 @@ async fn start(manifest: &Path, brokers: &str, data: &Path) -> (Host, Cancellati
         kafka: KafkaMode::Brokers(brokers.to_owned()),
         admin: weir::admin::AdminConfig::default(),
         watch: None,
+        // Two parts per batch on any machine: these tests prove the concurrent path.
+        parallelism: 2,
     };
     (
         Host::start(config, shutdown.clone()).await.unwrap(),

@@ -75,6 +75,7 @@ async fn start(
         kafka: KafkaMode::Brokers(brokers.to_owned()),
         admin,
         watch,
+        parallelism: weir::trigger::kafka::default_parallelism(),
     };
     (
         Host::start(config, shutdown.clone()).await.unwrap(),

@@ -60,6 +60,7 @@ async fn tick_once(manifest: &Path, brokers: &str, data: &Path) -> Host {
         kafka: KafkaMode::Brokers(brokers.to_owned()),
         admin: weir::admin::AdminConfig::default(),
         watch: None,
+        parallelism: weir::trigger::kafka::default_parallelism(),
     };
     Host::start(config, CancellationToken::new()).await.unwrap()
 }

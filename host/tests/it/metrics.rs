@@ -40,6 +40,7 @@ async fn metrics_endpoint_shows_counters_moving() {
         kafka: weir::run::KafkaMode::Off,
         admin: weir::admin::AdminConfig::default(),
         watch: None,
+        parallelism: weir::trigger::kafka::default_parallelism(),
     };
     let shutdown = CancellationToken::new();
     let host = Host::start(config, shutdown.clone()).await.unwrap();

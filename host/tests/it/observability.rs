@@ -353,6 +353,7 @@ async fn alerts_reach_slack_and_every_dashboard_query_runs_against_live_promethe
             kafka: KafkaMode::Brokers(brokers),
             admin: AdminConfig::default(),
             watch: None,
+            parallelism: weir::trigger::kafka::default_parallelism(),
         },
         shutdown.clone(),
     )

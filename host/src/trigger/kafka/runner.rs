@@ -377,6 +377,11 @@ impl KafkaRunner {
         batch: Vec<KafkaMessage>,
     ) -> (Vec<KafkaMessage>, Vec<Part>) {
         let mut parts = split(batch, self.parallelism);
+        #[expect(clippy::cast_precision_loss, reason = "a histogram sample")]
+        self.metrics
+            .batch_parts
+            .with_label_values(&[self.committer.function()])
+            .observe(parts.len() as f64);
         if parts.len() == 1 {
             let part = parts.pop().unwrap_or_default();
             let output = invoke_twice(&self.source, transform.as_ref(), &part).await;
