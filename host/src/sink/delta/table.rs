@@ -48,6 +48,45 @@ pub struct TableWriter {
     table: DeltaTable,
     arrow_schema: SchemaRef,
     schema_version: u32,
+    known: KnownTxns,
+}
+
+/// `txn` versions as of one table version: read from the log at that
+/// version, or written by this writer's own commit made right on top of
+/// the version before. Each read replays the log back to the last
+/// checkpoint (delta-rs answers one app id per replay), and every commit
+/// checks the versions of all its partitions: without this, a batch over 32
+/// partitions replayed the log 32 times per table. A table that moved past
+/// `at` by anyone else's commit empties it.
+#[derive(Debug, Default)]
+struct KnownTxns {
+    at: Option<u64>,
+    versions: HashMap<String, Option<i64>>,
+}
+
+impl KnownTxns {
+    /// The known versions at table version `now`: kept if still `at`.
+    fn at(&mut self, now: Option<u64>) -> &mut HashMap<String, Option<i64>> {
+        if self.at != now {
+            self.versions.clear();
+            self.at = now;
+        }
+        &mut self.versions
+    }
+
+    /// This writer committed `txns` as table version `version`.
+    fn committed(&mut self, version: u64, txns: &[TxnUpdate]) {
+        if self.at.is_some_and(|at| at + 1 == version) {
+            for txn in txns {
+                self.versions.insert(txn.app_id.clone(), Some(txn.version));
+            }
+            self.at = Some(version);
+        } else {
+            // Another commit won a race in between: nothing known holds.
+            self.versions.clear();
+            self.at = None;
+        }
+    }
 }
 
 impl std::fmt::Debug for TableWriter {
@@ -115,6 +154,7 @@ impl TableWriter {
             table,
             arrow_schema,
             schema_version: schema.version,
+            known: KnownTxns::default(),
         })
     }
 
@@ -136,7 +176,17 @@ impl TableWriter {
         Ok(out)
     }
 
-    async fn version_of(&self, app_id: &str) -> Result<Option<i64>, DeltaError> {
+    /// `app_id`'s `txn` version in the table as last read or committed.
+    async fn version_of(&mut self, app_id: &str) -> Result<Option<i64>, DeltaError> {
+        if let Some(&known) = self.known.at(self.table.version()).get(app_id) {
+            return Ok(known);
+        }
+        let read = self.read_version_of(app_id).await?;
+        self.known.versions.insert(app_id.to_owned(), read);
+        Ok(read)
+    }
+
+    async fn read_version_of(&self, app_id: &str) -> Result<Option<i64>, DeltaError> {
         let state = self.table.snapshot().map_err(|e| self.error_read(e))?;
         state
             .transaction_version(self.table.log_store().as_ref(), app_id)
@@ -240,6 +290,7 @@ impl TableWriter {
             Ok(finalized) => {
                 let version = finalized.version();
                 self.table.state = Some(finalized.snapshot());
+                self.known.committed(version, txns);
                 Ok(version)
             }
             Err(DeltaTableError::Transaction {
@@ -350,4 +401,34 @@ fn check_matches(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KnownTxns, TxnUpdate};
+
+    fn txn(app_id: &str, version: i64) -> TxnUpdate {
+        TxnUpdate {
+            app_id: app_id.to_owned(),
+            expected: None,
+            version,
+        }
+    }
+
+    #[test]
+    fn known_txn_versions_hold_only_while_the_table_moves_by_this_writers_commits() {
+        let mut known = KnownTxns::default();
+        known.at(Some(3)).insert("p0".to_owned(), Some(1));
+        // Our commit right on top of version 3: what it wrote is known.
+        known.committed(4, &[txn("p1", 9)]);
+        let at_4 = known.at(Some(4));
+        assert_eq!(at_4.get("p0"), Some(&Some(1)));
+        assert_eq!(at_4.get("p1"), Some(&Some(9)));
+        // Someone else committed version 5: nothing known holds at 5.
+        assert!(known.at(Some(5)).is_empty());
+        known.at(Some(5)).insert("p0".to_owned(), Some(2));
+        // Our commit landed as 7 after a race with 6: forget everything.
+        known.committed(7, &[txn("p0", 3)]);
+        assert!(known.at(Some(7)).is_empty());
+    }
 }
