@@ -98,6 +98,10 @@ pub struct Metrics {
     pub kafka_partition_stopped: IntGaugeVec,
     /// `weir_kafka_assigned_partitions{function}`: partitions of its topics this host's trigger owns now.
     pub kafka_assigned_partitions: IntGaugeVec,
+    /// `weir_kafka_group_rejoins_total{function}`: times a trigger left its
+    /// consumer group and joined again because it owned no partition while
+    /// messages waited unconsumed.
+    pub kafka_rejoins: IntCounterVec,
     /// `weir_kafka_topic_lag{function,topic}`: messages of a topic not yet
     /// committed by the trigger's group, over every partition, whoever owns
     /// it (probed from the brokers, so it is known while the host owns none).
@@ -107,6 +111,9 @@ pub struct Metrics {
     /// `weir_batch_parts{function}`: instances of the transform that ran a
     /// batch at once, one per part of whole partitions.
     pub batch_parts: HistogramVec,
+    /// `weir_batches_overlapped_total{function}`: batches transformed while
+    /// the batch before them committed (a backlog keeps every core busy).
+    pub batches_overlapped: IntCounterVec,
     /// `weir_delta_rows_written_total{function,table}`: rows committed.
     pub delta_rows_written: IntCounterVec,
     /// `weir_delta_commits_total{function,table}`: Delta commits made.
@@ -308,6 +315,18 @@ impl Metrics {
                     &["function"],
                 ),
             ),
+            kafka_rejoins: counter(
+                &registry,
+                "weir_kafka_group_rejoins_total",
+                "Times a trigger rejoined its consumer group, owning no partition while messages waited unconsumed.",
+                &["function"],
+            ),
+            batches_overlapped: counter(
+                &registry,
+                "weir_batches_overlapped_total",
+                "Batches transformed while the batch before them committed.",
+                &["function"],
+            ),
             delta_rows_written: counter(
                 &registry,
                 "weir_delta_rows_written_total",
@@ -427,6 +446,7 @@ impl Metrics {
         } else {
             self.batch_records.with_label_values(&[function]);
             self.batch_parts.with_label_values(&[function]);
+            self.batches_overlapped.with_label_values(&[function]);
         }
     }
 
@@ -446,6 +466,7 @@ impl Metrics {
     pub fn init_consumer(&self, function: &str, topics: &[String]) {
         self.kafka_assigned_partitions
             .with_label_values(&[function]);
+        self.kafka_rejoins.with_label_values(&[function]);
         for topic in topics {
             self.kafka_topic_lag.with_label_values(&[function, topic]);
         }

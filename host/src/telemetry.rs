@@ -7,10 +7,10 @@ use tracing_subscriber::EnvFilter;
 /// log every snapshot and commit at `info`, a missing table (normal before
 /// the first commit) as an `error`, and a `warn` for every binary column of
 /// every file written (the dead-letter table's key and value); the embedded
-/// broker's storage logs its maintenance runs at `info`: noise for weir's
-/// users.
-const QUIET: &str =
-    "buoyant_kernel=off,deltalake_core=warn,deltalake_core::writer::stats=error,tansu_storage=warn";
+/// broker's storage logs its maintenance runs at `info`, and its record
+/// codec the size of every record's headers it encodes (thousands of lines
+/// a minute in local mode): noise for weir's users.
+const QUIET: &str = "buoyant_kernel=off,deltalake_core=warn,deltalake_core::writer::stats=error,tansu_storage=warn,tansu_sans_io=warn";
 
 /// The filter for `RUST_LOG` = `user`: `info` when unset, delta-rs quiet
 /// unless a directive of `user` names it (later directives win). A `user`
@@ -81,6 +81,7 @@ mod tests {
             tracing::event!(target: "deltalake_core::writer::stats", Level::WARN, "stats warn");
             tracing::event!(target: "buoyant_kernel::snapshot", Level::ERROR, "kernel error");
             tracing::event!(target: "tansu_storage::lite", Level::INFO, "vacuum info");
+            tracing::event!(target: "tansu_sans_io::record::codec", Level::INFO, "codec info");
         });
         let bytes = buffer.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()

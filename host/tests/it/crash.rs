@@ -228,12 +228,12 @@ async fn kill_9_at_every_crash_point_loses_and_duplicates_nothing() {
     let manifest = dir.path().join("spin.toml");
     std::fs::write(&manifest, crate::delta::manifest_text(topic, &data, 150)).unwrap();
 
-    // The stream: 2,000 messages in chunks, produced while the host
-    // crashes (~80 s, about as long as the crash rounds take).
+    // The stream: 2,000 messages, 1,400 of them produced in chunks while
+    // the host crashes (~56 s, about as long as the crash rounds take).
     let all = messages(2_000, 1_764_000_000);
-    // The last 60 wait for the last host, which then has a batch spanning
-    // every partition, whatever the crashes left.
-    let (crashing, last_chunk) = all.split_at(all.len() - 60);
+    // The last 600 wait for the last host: a backlog of full batches
+    // spanning every partition, whatever the crashes left.
+    let (crashing, backlog) = all.split_at(all.len() - 600);
     let producer = stream(&brokers, topic, crashing, 50, Duration::from_secs(2));
 
     let points = [
@@ -287,6 +287,7 @@ async fn kill_9_at_every_crash_point_loses_and_duplicates_nothing() {
         "every crash point was reached at least once: {aborted_at:?}"
     );
     producer.await.unwrap();
+    produce(&brokers, topic, backlog).await;
 
     // A last host without crash points finishes the stream.
     let port = free_port();
@@ -297,7 +298,6 @@ async fn kill_9_at_every_crash_point_loses_and_duplicates_nothing() {
         None,
         &dir.path().join("host-last.log"),
     );
-    produce(&brokers, topic, last_chunk).await;
     let (rows, letters) = crate::delta::wait_for_all(
         &data,
         all.len(),
@@ -323,8 +323,9 @@ async fn kill_9_at_every_crash_point_loses_and_duplicates_nothing() {
         r#"weir_delta_orphan_files{function="vehicle-transform",table="vehicle_positions"}"#,
     )
     .unwrap();
-    // The last chunk spans every partition: the last host ran a batch on
-    // two instances at once.
+    // The backlog spans every partition and makes full batches: the last
+    // host ran batches on two instances at once, and transformed batches
+    // while the one before them committed.
     let batches = sample(
         &metrics,
         r#"weir_batch_parts_count{function="vehicle-transform"}"#,
@@ -336,6 +337,12 @@ async fn kill_9_at_every_crash_point_loses_and_duplicates_nothing() {
     )
     .unwrap();
     assert!(single < batches, "no batch ran in two parts:\n{metrics}");
+    let overlapped = sample(
+        &metrics,
+        r#"weir_batches_overlapped_total{function="vehicle-transform"}"#,
+    )
+    .unwrap();
+    assert!(overlapped > 0.0, "no batch overlapped a commit:\n{metrics}");
     sigterm(&last.child);
     let exited = tokio::task::spawn_blocking(move || {
         let status = last.child.wait().unwrap();

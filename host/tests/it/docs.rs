@@ -367,10 +367,16 @@ async fn readme_run_command_twice_fills_every_table_and_continues_exactly_once()
     // Long enough for every cron trigger: alerts are fetched once a minute.
     let (log, metrics) = project.run_host(&run, "75s").await;
     assert!(log.contains("--for: shutting down"), "{log}");
-    // A clean run logs no errors, and delta-rs' chatter stays out of it.
+    // A clean run logs no errors, and delta-rs' and tansu's chatter stays
+    // out of it.
     let noise: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains(" ERROR ") || l.contains("deltalake") || l.contains("kernel"))
+        .filter(|l| {
+            l.contains(" ERROR ")
+                || l.contains("deltalake")
+                || l.contains("kernel")
+                || l.contains(" tansu_")
+        })
         .collect();
     assert!(noise.is_empty(), "{noise:#?}");
     for function in [

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures::FutureExt as _;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::KafkaTrigger;
 use super::commit::{Committer, Part};
@@ -64,6 +66,9 @@ pub struct KafkaRunner {
     metrics: Arc<Metrics>,
     /// How long processing a batch takes.
     flush_time: FlushTime,
+    /// In a consumer group: how long to wait, owning no partition while
+    /// messages wait and nobody consumes them, before rejoining.
+    rejoin_after: Option<Duration>,
 }
 
 /// How long processing (invoke + commits) a batch takes, per record:
@@ -207,6 +212,8 @@ impl KafkaRunner {
                 })?;
             }
         }
+        let rejoin_after =
+            matches!(config.ownership, Ownership::Group).then(|| trigger.session_timeout * 2);
         Ok(Self {
             trigger,
             parallelism: config.parallelism.max(1),
@@ -216,6 +223,7 @@ impl KafkaRunner {
             events,
             metrics,
             flush_time: FlushTime::default(),
+            rejoin_after,
         })
     }
 
@@ -229,16 +237,18 @@ impl KafkaRunner {
             self.trigger.topics.clone(),
             self.committer.function().to_owned(),
             Arc::clone(&self.metrics),
+            self.rejoin_after,
             shutdown.clone(),
         ));
+        // Messages taken while the last batch committed, too few for a batch
+        // of their own: the start of the next one.
+        let mut carried = Batch::default();
         loop {
-            let batch = self.collect(&shutdown).await;
-            if !batch.is_empty() {
-                let (started, records) = (Instant::now(), batch.len());
-                self.process(batch).await;
-                self.flush_time.observe(started.elapsed(), records);
+            let batch = self.collect(std::mem::take(&mut carried), &shutdown).await;
+            if !batch.messages.is_empty() {
+                carried = self.process(batch.messages, &shutdown).await;
             }
-            if shutdown.is_cancelled() {
+            if shutdown.is_cancelled() && carried.messages.is_empty() {
                 break;
             }
         }
@@ -251,17 +261,19 @@ impl KafkaRunner {
         Ok(())
     }
 
-    /// Collects messages until a limit is reached, the batch's window
-    /// closes (see [`Window`]), or shutdown.
-    async fn collect(&mut self, shutdown: &CancellationToken) -> Vec<KafkaMessage> {
-        let mut batch: Vec<KafkaMessage> = Vec::new();
-        let mut bytes = 0;
-        let mut window: Option<Window> = None;
+    /// Collects messages after `batch` until a limit is reached, the
+    /// batch's window closes (see [`Window`]), or shutdown.
+    async fn collect(&mut self, mut batch: Batch, shutdown: &CancellationToken) -> Batch {
+        let mut window = batch
+            .messages
+            .first()
+            .map(|m| Window::open(self.trigger.max_wait, m.timestamp_ms));
         loop {
             self.resync_due().await;
             let now = Instant::now();
             // The batch as it stands decides how early it must close.
-            let close_at = window.map(|w| w.close_at(self.flush_time.reserve(batch.len())));
+            let close_at =
+                window.map(|w| w.close_at(self.flush_time.reserve(batch.messages.len())));
             if close_at.is_some_and(|d| d <= now) {
                 break;
             }
@@ -269,43 +281,81 @@ impl KafkaRunner {
             if let Some(due) = self.committer.progress().next_due() {
                 wait = wait.min(due.saturating_duration_since(now));
             }
+            // A message already fetched is taken without arming a timer:
+            // under a backlog that is every message, and the timer and the
+            // select cost more than taking it (measured in the transform bench).
             let consumer = Arc::clone(&self.consumer);
-            let received = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = tokio::time::timeout(wait, consumer.recv()) => r,
-            };
-            // Rebalance callbacks run inside `recv`: apply them before
-            // looking at what it returned.
-            let revoked = self.handle_events().await;
-            if !revoked.is_empty() {
-                batch.retain(|m| !revoked.contains(&Partition::new(m.topic.as_str(), m.partition)));
-            }
-            let message = match received {
-                Err(_) => continue,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "kafka consumer error");
-                    continue;
+            let ready = consumer.recv().now_or_never();
+            let received = match ready {
+                Some(r) => Ok(r),
+                None => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        r = tokio::time::timeout(wait, consumer.recv()) => r,
+                    }
                 }
-                Ok(Ok(m)) => m,
             };
-            if !self.committer.progress().wants(
-                message.topic(),
-                message.partition(),
-                message.offset(),
-            ) {
-                continue;
-            }
-            let message = detach(&message);
-            bytes += message.key.as_ref().map_or(0, Vec::len)
-                + message.value.as_ref().map_or(0, Vec::len);
-            batch.push(message);
-            window
-                .get_or_insert_with(|| Window::open(self.trigger.max_wait, batch[0].timestamp_ms));
-            if batch.len() >= self.trigger.max_records || bytes >= self.trigger.max_bytes {
+            // A timeout (`Err`) still applies the events that came meanwhile.
+            if self.take(received.ok(), &mut batch).await {
                 break;
+            }
+            if window.is_none()
+                && let Some(first) = batch.messages.first()
+            {
+                window = Some(Window::open(self.trigger.max_wait, first.timestamp_ms));
             }
         }
         batch
+    }
+
+    /// Takes what the consumer returned, if anything, into `batch`, after
+    /// applying the rebalance events that came with it (their callbacks run
+    /// inside `recv`); returns whether the batch is full.
+    async fn take(
+        &mut self,
+        received: Option<rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>>>,
+        batch: &mut Batch,
+    ) -> bool {
+        let revoked = self.handle_events().await;
+        if !revoked.is_empty() {
+            batch
+                .messages
+                .retain(|m| !revoked.contains(&Partition::new(m.topic.as_str(), m.partition)));
+        }
+        let message = match received {
+            None => return false,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "kafka consumer error");
+                return false;
+            }
+            Some(Ok(m)) => m,
+        };
+        if self
+            .committer
+            .progress()
+            .wants(message.topic(), message.partition(), message.offset())
+        {
+            let message = detach(&message);
+            batch.bytes += message.key.as_ref().map_or(0, Vec::len)
+                + message.value.as_ref().map_or(0, Vec::len);
+            batch.messages.push(message);
+        }
+        batch.messages.len() >= self.trigger.max_records || batch.bytes >= self.trigger.max_bytes
+    }
+
+    /// The messages already fetched, taken without waiting, up to a full
+    /// batch; returns them and whether they make one.
+    async fn take_ready(&mut self) -> (Batch, bool) {
+        let mut batch = Batch::default();
+        loop {
+            let consumer = Arc::clone(&self.consumer);
+            let Some(received) = consumer.recv().now_or_never() else {
+                return (batch, false);
+            };
+            if self.take(Some(received), &mut batch).await {
+                return (batch, true);
+            }
+        }
     }
 
     /// Applies rebalance events; returns the partitions revoked.
@@ -342,88 +392,100 @@ impl KafkaRunner {
         }
     }
 
-    /// Invokes, routes and commits one batch, all with the version of the
-    /// transform checked out at its start (a swap waits for the commits).
-    #[tracing::instrument(name = "batch", skip_all, fields(records = batch.len(), partitions = tracing::field::Empty))]
-    async fn process(&mut self, batch: Vec<KafkaMessage>) {
-        #[expect(clippy::cast_precision_loss, reason = "a histogram sample")]
-        self.metrics
-            .batch_records
-            .with_label_values(&[self.committer.function()])
-            .observe(batch.len() as f64);
-        let checkout = self.source.checkout().await;
-        self.committer.produced_by(checkout.transform.digest());
-        let (batch, parts) = self.invoke(&checkout.transform, batch).await;
-        let plan = self.committer.plan(&batch, parts);
-        let partitions: Vec<String> = plan.partitions().map(ToString::to_string).collect();
-        tracing::Span::current().record("partitions", partitions.join(",").as_str());
-        failpoint::hit("batch-before-write");
-        let offsets = self.committer.commit(plan, &self.consumer).await;
+    /// Invokes, routes and commits `batch`, and every full batch already
+    /// fetched after it: the next one is transformed while this one
+    /// commits, so under a backlog the commits and the transforms share the
+    /// cores. Each batch's commits happen with the version of the transform
+    /// checked out for it (a swap waits for them); its plan is made only
+    /// after the batch before it committed, so it sees every partition sent
+    /// back meanwhile. Returns the messages taken after the last batch, too
+    /// few for one of their own.
+    async fn process(&mut self, batch: Vec<KafkaMessage>, shutdown: &CancellationToken) -> Batch {
+        let mut span = batch_span(&batch);
+        let mut started = Instant::now();
+        let mut checkout = self.source.checkout().await;
+        let (mut batch, mut parts, dead) = run_parts(
+            &self.source,
+            &checkout.transform,
+            batch,
+            self.parallelism,
+            &self.metrics,
+        )
+        .instrument(span.clone())
+        .await;
+        self.send_back(&dead);
+        loop {
+            self.committer.produced_by(checkout.transform.digest());
+            let plan = self.committer.plan(&batch, parts);
+            let partitions: Vec<String> = plan.partitions().map(ToString::to_string).collect();
+            span.record("partitions", partitions.join(",").as_str());
+            failpoint::hit("batch-before-write");
+            let (next, full) = if shutdown.is_cancelled() {
+                (Batch::default(), false)
+            } else {
+                self.take_ready().await
+            };
+            if !full {
+                let offsets = self
+                    .committer
+                    .commit(plan, &self.consumer)
+                    .instrument(span)
+                    .await;
+                drop(checkout);
+                self.finish(batch, &offsets, started);
+                return next;
+            }
+            self.metrics
+                .batches_overlapped
+                .with_label_values(&[self.committer.function()])
+                .inc();
+            let next_span = batch_span(&next.messages);
+            let next_started = Instant::now();
+            let (committer, consumer) = (&mut self.committer, &self.consumer);
+            let committing = async move {
+                let offsets = committer.commit(plan, consumer).await;
+                // Done with this version: a swap waiting for it may go on.
+                drop(checkout);
+                offsets
+            }
+            .instrument(span);
+            let (source, metrics, parallelism) = (&self.source, &self.metrics, self.parallelism);
+            let transforming = async move {
+                let checkout = source.checkout().await;
+                let ran = run_parts(
+                    source,
+                    &checkout.transform,
+                    next.messages,
+                    parallelism,
+                    metrics,
+                )
+                .await;
+                (checkout, ran)
+            }
+            .instrument(next_span.clone());
+            let (offsets, (next_checkout, (next_batch, next_parts, dead))) =
+                tokio::join!(committing, transforming);
+            self.finish(batch, &offsets, started);
+            self.send_back(&dead);
+            (span, started, checkout) = (next_span, next_started, next_checkout);
+            (batch, parts) = (next_batch, next_parts);
+        }
+    }
+
+    /// After a batch's commits: the offsets for lag, the time it took, and
+    /// the batch kept for the next deploy's smoke test.
+    fn finish(&mut self, batch: Vec<KafkaMessage>, offsets: &[(Partition, i64)], started: Instant) {
         failpoint::hit("delta-before-offset-commit");
-        self.commit_offsets(&offsets);
-        drop(checkout);
+        self.commit_offsets(offsets);
+        self.flush_time.observe(started.elapsed(), batch.len());
         self.source.processed(batch);
     }
 
-    /// Runs the batch: cut into parts of whole partitions, each on its own
-    /// instance of the transform, at most [`RunnerConfig::parallelism`] at
-    /// once on the runtime's threads. Returns the batch in part order and
-    /// each part's output. A part whose task died (a bug, not a guest
-    /// failure: those are outputs) leaves the batch, and its partitions are
-    /// sent back to the Delta log, so their messages are read again.
-    async fn invoke(
-        &mut self,
-        transform: &Arc<dyn Transform>,
-        batch: Vec<KafkaMessage>,
-    ) -> (Vec<KafkaMessage>, Vec<Part>) {
-        let mut parts = split(batch, self.parallelism);
-        #[expect(clippy::cast_precision_loss, reason = "a histogram sample")]
-        self.metrics
-            .batch_parts
-            .with_label_values(&[self.committer.function()])
-            .observe(parts.len() as f64);
-        if parts.len() == 1 {
-            let part = parts.pop().unwrap_or_default();
-            let output = invoke_twice(&self.source, transform.as_ref(), &part).await;
-            let messages = 0..part.len();
-            return (part, vec![Part { messages, output }]);
+    /// Sends the partitions of parts whose task died back to the Delta log.
+    fn send_back(&mut self, partitions: &[Partition]) {
+        for part in partitions {
+            self.committer.send_back(part, &self.consumer);
         }
-        let running: Vec<_> = parts
-            .into_iter()
-            .map(|part| {
-                let partitions: BTreeSet<Partition> = part
-                    .iter()
-                    .map(|m| Partition::new(m.topic.as_str(), m.partition))
-                    .collect();
-                let (source, transform) = (self.source.clone(), Arc::clone(transform));
-                let task = tokio::spawn(async move {
-                    let output = invoke_twice(&source, transform.as_ref(), &part).await;
-                    (part, output)
-                });
-                (partitions, task)
-            })
-            .collect();
-        let mut batch = Vec::new();
-        let mut outputs = Vec::new();
-        for (partitions, task) in running {
-            match task.await {
-                Ok((part, output)) => {
-                    let start = batch.len();
-                    batch.extend(part);
-                    outputs.push(Part {
-                        messages: start..batch.len(),
-                        output,
-                    });
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "a transform task died; its partitions will be re-read from the Delta log");
-                    for part in &partitions {
-                        self.committer.send_back(part, &self.consumer);
-                    }
-                }
-            }
-        }
-        (batch, outputs)
     }
 
     /// Commits consumer offsets (async; used only for lag, DESIGN.md §5.4).
@@ -438,6 +500,73 @@ impl KafkaRunner {
             tracing::debug!(error = %e, "offset commit failed (lag metrics only)");
         }
     }
+}
+
+/// Runs `batch`: cut into parts of whole partitions, each on its own
+/// instance of the transform in a task of its own, at most `parallelism`
+/// at once on the runtime's threads. Returns the batch in part order, each part's output,
+/// and the partitions of any part whose task died (a bug, not a guest
+/// failure: those are outputs); such a part leaves the batch, and its
+/// partitions go back to the Delta log, so their messages are read again.
+async fn run_parts(
+    source: &TransformSource,
+    transform: &Arc<dyn Transform>,
+    batch: Vec<KafkaMessage>,
+    parallelism: usize,
+    metrics: &Metrics,
+) -> (Vec<KafkaMessage>, Vec<Part>, Vec<Partition>) {
+    let labels = [source.id()];
+    #[expect(clippy::cast_precision_loss, reason = "a histogram sample")]
+    metrics
+        .batch_records
+        .with_label_values(&labels)
+        .observe(batch.len() as f64);
+    let parts = split(batch, parallelism);
+    #[expect(clippy::cast_precision_loss, reason = "a histogram sample")]
+    metrics
+        .batch_parts
+        .with_label_values(&labels)
+        .observe(parts.len() as f64);
+    // Even one part runs as a task of its own: the commit of the batch
+    // before it may be running on this one.
+    let running: Vec<_> = parts
+        .into_iter()
+        .map(|part| {
+            let partitions: BTreeSet<Partition> = part
+                .iter()
+                .map(|m| Partition::new(m.topic.as_str(), m.partition))
+                .collect();
+            let (source, transform) = (source.clone(), Arc::clone(transform));
+            let task = tokio::spawn(
+                async move {
+                    let output = invoke_twice(&source, transform.as_ref(), &part).await;
+                    (part, output)
+                }
+                .in_current_span(),
+            );
+            (partitions, task)
+        })
+        .collect();
+    let mut batch = Vec::new();
+    let mut outputs = Vec::new();
+    let mut dead = Vec::new();
+    for (partitions, task) in running {
+        match task.await {
+            Ok((part, output)) => {
+                let start = batch.len();
+                batch.extend(part);
+                outputs.push(Part {
+                    messages: start..batch.len(),
+                    output,
+                });
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a transform task died; its partitions will be re-read from the Delta log");
+                dead.extend(partitions);
+            }
+        }
+    }
+    (batch, outputs, dead)
 }
 
 /// Calls the transform; a failed call is retried once, a second failure
@@ -459,6 +588,22 @@ async fn invoke_twice(
         }
     }
     Err(format!("invocation failed twice: {last}"))
+}
+
+/// Messages collected for a batch, and their key and value bytes.
+#[derive(Debug, Default)]
+struct Batch {
+    messages: Vec<KafkaMessage>,
+    bytes: usize,
+}
+
+/// The span of one batch; its partitions are recorded once planned.
+fn batch_span(batch: &[KafkaMessage]) -> tracing::Span {
+    tracing::info_span!(
+        "batch",
+        records = batch.len(),
+        partitions = tracing::field::Empty
+    )
 }
 
 /// Cuts `batch` into at most `parts` parts of whole partitions, balanced by
@@ -493,26 +638,84 @@ fn split(batch: Vec<KafkaMessage>, parts: usize) -> Vec<Vec<KafkaMessage>> {
     out
 }
 
+/// A consumer group that leaves this host without partitions while
+/// messages wait and nobody consumes them: tansu 0.6 can keep a dead
+/// leader's (empty for us) assignment after the leader's session expired,
+/// and never rebalance again (docs/decisions.md). Fed one lag probe at a
+/// time; says to rejoin once the host has owned nothing for `after` while
+/// the waiting messages never went down (a member consuming them brings
+/// their count down, and restarts the clock).
+#[derive(Debug, Default)]
+struct Stall {
+    /// When the host was first seen idle with messages waiting, and how
+    /// many were waiting at the last probe.
+    since: Option<(Instant, i64)>,
+}
+
+impl Stall {
+    fn observe(&mut self, now: Instant, owned: i64, waiting: i64, after: Duration) -> bool {
+        if owned > 0 || waiting <= 0 {
+            self.since = None;
+            return false;
+        }
+        match self.since {
+            Some((since, last)) if waiting >= last => {
+                if now.duration_since(since) >= after {
+                    self.since = None;
+                    return true;
+                }
+                self.since = Some((since, waiting));
+                false
+            }
+            _ => {
+                self.since = Some((now, waiting));
+                false
+            }
+        }
+    }
+}
+
 /// Sets `weir_kafka_topic_lag` for every topic every [`LAG_PROBE_EVERY`]
 /// until `shutdown`: the lag of partitions this host does not own too, so
-/// a trigger left without partitions while messages wait is visible.
+/// a trigger left without partitions while messages wait is visible. With
+/// `rejoin_after` (in a consumer group), a host that owns no partition
+/// while messages wait and their lag does not go down for that long leaves
+/// the group and joins it again (see [`Stall`]).
 async fn probe_lag(
     consumer: Arc<StreamConsumer<Context>>,
     topics: Vec<String>,
     function: String,
     metrics: Arc<Metrics>,
+    rejoin_after: Option<Duration>,
     shutdown: CancellationToken,
 ) {
+    let mut stall = Stall::default();
     loop {
         let (c, t) = (Arc::clone(&consumer), topics.clone());
         match tokio::task::spawn_blocking(move || consumer::topic_lag(&c, &t, BROKER_TIMEOUT)).await
         {
             Ok(Ok(lags)) => {
+                let waiting = lags.iter().map(|(_, lag)| lag).sum();
                 for (topic, lag) in lags {
                     metrics
                         .kafka_topic_lag
                         .with_label_values(&[&function, &topic])
                         .set(lag);
+                }
+                let owned = metrics
+                    .kafka_assigned_partitions
+                    .with_label_values(&[&function])
+                    .get();
+                if let Some(after) = rejoin_after
+                    && stall.observe(Instant::now(), owned, waiting, after)
+                {
+                    tracing::warn!(function, waiting, after = ?after, "this host owns no partition while messages wait and nobody consumes them: leaving the consumer group and joining it again");
+                    metrics.kafka_rejoins.with_label_values(&[&function]).inc();
+                    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+                    consumer.unsubscribe();
+                    if let Err(e) = consumer.subscribe(&topics) {
+                        tracing::error!(function, error = %e, "cannot subscribe again");
+                    }
                 }
             }
             Ok(Err(e)) => tracing::debug!(function, error = %e, "cannot probe the topics' lag"),
@@ -549,7 +752,7 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> KafkaMessage {
 mod tests {
     use std::time::Duration;
 
-    use super::{FlushTime, Window, split};
+    use super::{FlushTime, Stall, Window, split};
     use crate::runtime::KafkaMessage;
 
     #[test]
@@ -642,5 +845,27 @@ mod tests {
             let window = Window::open(budget, Some(ts));
             assert_eq!(window.close_at(Duration::ZERO) - window.opened, budget);
         }
+    }
+
+    #[test]
+    fn an_idle_host_rejoins_only_when_waiting_messages_never_go_down() {
+        let after = Duration::from_secs(20);
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut stall = Stall::default();
+        // Owning partitions, or nothing waiting: never.
+        assert!(!stall.observe(at(0), 3, 500, after));
+        assert!(!stall.observe(at(30), 0, 0, after));
+        // Idle with 500 waiting, then more arriving and none consumed.
+        assert!(!stall.observe(at(40), 0, 500, after));
+        assert!(!stall.observe(at(50), 0, 600, after));
+        assert!(stall.observe(at(60), 0, 600, after));
+        // After a rejoin the clock starts again.
+        assert!(!stall.observe(at(70), 0, 600, after));
+        // Someone else consumes (the count goes down): the clock restarts.
+        assert!(!stall.observe(at(85), 0, 550, after));
+        assert!(!stall.observe(at(95), 0, 560, after));
+        assert!(!stall.observe(at(100), 0, 560, after));
+        assert!(stall.observe(at(105), 0, 570, after));
     }
 }
