@@ -87,8 +87,10 @@ fn peak_rss_mib() -> u64 {
         .map_or(0, |kib| kib / 1024)
 }
 
-/// In the child: a mock cluster with the bench topics; prints its address
-/// and lives until stdin closes.
+/// In the child: a mock cluster with the bench topics; prints its address,
+/// then for each line `produce N` on stdin generates N vehicle messages,
+/// produces them to `bench_throughput` and prints `produced`, so the host's
+/// memory never holds them; lives until stdin closes.
 fn broker_process() -> anyhow::Result<()> {
     let cluster =
         rdkafka::mocking::MockCluster::<rdkafka::producer::DefaultProducerContext>::new(1)?;
@@ -96,10 +98,37 @@ fn broker_process() -> anyhow::Result<()> {
     // hold the whole throughput run; the latency run is consumed live.
     cluster.create_topic("bench_throughput", 32, 1)?;
     cluster.create_topic("bench_latency", 1, 1)?;
-    println!("{}", cluster.bootstrap_servers());
+    let brokers = cluster.bootstrap_servers();
+    println!("{brokers}");
     std::io::stdout().flush()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let mut line = String::new();
-    while std::io::stdin().read_line(&mut line)? > 0 {}
+    while std::io::stdin().read_line(&mut line)? > 0 {
+        if let Some(count) = line.trim().strip_prefix("produce ") {
+            let messages = vehicle_messages(count.parse()?);
+            runtime.block_on(produce(&brokers, &messages))?;
+            println!("produced");
+            std::io::stdout().flush()?;
+        }
+        line.clear();
+    }
+    Ok(())
+}
+
+/// Produces `messages` to `bench_throughput` and waits for every ack.
+async fn produce(brokers: &str, messages: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    let producer = producer(brokers)?;
+    for (key, value) in messages {
+        producer
+            .send_result(FutureRecord::to("bench_throughput").key(key).payload(value))
+            .map_err(|(e, _)| e)?;
+        while producer.in_flight_count() > 50_000 {
+            producer.poll(Duration::from_millis(1));
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
     Ok(())
 }
 
@@ -272,6 +301,45 @@ fn cpu_seconds() -> Option<f64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
+}
+
+/// Throughput rounds: records/s per (transform, cores) and each
+/// transform's peak RSS.
+#[derive(Debug, Default)]
+struct Rounds {
+    rates: BTreeMap<(&'static str, usize), Vec<f64>>,
+    peaks: BTreeMap<&'static str, u64>,
+}
+
+impl Rounds {
+    /// One round of `name` with the host on `cores` cores.
+    async fn run(
+        &mut self,
+        brokers: &str,
+        name: &'static str,
+        cores: usize,
+        transform: Arc<dyn Transform>,
+        total: usize,
+    ) -> anyhow::Result<()> {
+        reset_peak_rss();
+        let rate = throughput(brokers, transform, total as u64).await?;
+        let peak = peak_rss_mib();
+        eprintln!("{name} on {cores} core(s): {rate:.0} records/s, peak RSS {peak} MiB");
+        self.rates.entry((name, cores)).or_default().push(rate);
+        let highest = self.peaks.entry(name).or_default();
+        *highest = (*highest).max(peak);
+        Ok(())
+    }
+
+    fn median(&self, name: &str, cores: usize) -> Option<f64> {
+        let (_, rates) = self
+            .rates
+            .iter()
+            .find(|((n, c), _)| *n == name && *c == cores)?;
+        let mut v = rates.clone();
+        v.sort_by(f64::total_cmp);
+        Some(v[v.len() / 2])
+    }
 }
 
 /// Records per second from the first commit to the last (group join and
@@ -454,15 +522,16 @@ fn main() -> anyhow::Result<()> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
-    let mut bootstrap = String::new();
-    BufReader::new(
+    let mut from_broker = BufReader::new(
         broker
             .stdout
             .take()
             .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
-    )
-    .read_line(&mut bootstrap)?;
+    );
+    let mut bootstrap = String::new();
+    from_broker.read_line(&mut bootstrap)?;
     let brokers = bootstrap.trim().to_owned();
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     if pin {
         // The host (this process, every thread) on core 0, the broker on core 1.
         Command::new("taskset")
@@ -471,7 +540,12 @@ fn main() -> anyhow::Result<()> {
             .status()?;
     }
     let alone_rounds = if full { 20 } else { 2 };
-    let runtime = tokio::runtime::Runtime::new()?;
+    // As many workers as the machine has cores, although the host starts
+    // pinned to one: tokio would start one, and the two-core rows need two.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cpus)
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(async {
         let rt = Arc::new(Runtime::new(
             RuntimeConfig::default(),
@@ -491,10 +565,9 @@ fn main() -> anyhow::Result<()> {
             },
         )?);
         let native: Arc<dyn Transform> = Arc::new(Native);
-        let alone_messages = vehicle_messages(10_000);
         let alone = transform_alone(
             &[("wasm", wasm.as_ref()), ("native", native.as_ref())],
-            &alone_messages,
+            &vehicle_messages(10_000),
             alone_rounds,
         )
         .await?;
@@ -503,41 +576,38 @@ fn main() -> anyhow::Result<()> {
             eprintln!("transform alone: {alone:?}");
             std::process::exit(0);
         }
-        let messages = vehicle_messages(total);
-        let producer = producer(&brokers)?;
-        for (key, value) in &messages {
-            producer
-                .send_result(FutureRecord::to("bench_throughput").key(key).payload(value))
-                .map_err(|(e, _)| e)?;
-            while producer.in_flight_count() > 50_000 {
-                producer.poll(Duration::from_millis(1));
-            }
-        }
-        producer.flush(Duration::from_secs(60))?;
+        // The broker's process generates and produces the messages.
+        let to_broker = broker
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+        writeln!(to_broker, "produce {total}")?;
+        to_broker.flush()?;
+        let mut produced = String::new();
+        from_broker.read_line(&mut produced)?;
+        anyhow::ensure!(produced.trim() == "produced", "broker said {produced:?}");
         eprintln!("produced {total} messages");
 
-        let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-        let mut peaks: BTreeMap<&str, u64> = BTreeMap::new();
-        let rounds = if full { 3 } else { 1 };
+        let mut rounds = Rounds::default();
+        let repeat = if full { 3 } else { 1 };
         // For profiling the whole path with one transform
         // (`WEIR_BENCH_ONLY_THROUGHPUT=native` or `=wasm`).
         let only = std::env::var("WEIR_BENCH_ONLY_THROUGHPUT").ok();
-        for _ in 0..rounds {
-            for (name, transform) in [("wasm", &wasm), ("native", &native)] {
-                if only.as_deref().is_some_and(|only| only != name) {
-                    continue;
-                }
-                reset_peak_rss();
-                let rate = throughput(&brokers, Arc::clone(transform), total as u64).await?;
-                let peak = peak_rss_mib();
-                eprintln!("{name}: {rate:.0} records/s, peak RSS {peak} MiB");
-                rates.entry(name).or_default().push(rate);
-                let highest = peaks.entry(name).or_default();
-                *highest = (*highest).max(peak);
+        let transforms = [("wasm", &wasm), ("native", &native)];
+        let transforms: Vec<_> = transforms
+            .into_iter()
+            .filter(|(name, _)| only.as_deref().is_none_or(|only| only == *name))
+            .collect();
+        let cores = if pin { 1 } else { cpus };
+        for _ in 0..repeat {
+            for (name, transform) in &transforms {
+                rounds
+                    .run(&brokers, name, cores, Arc::clone(transform), total)
+                    .await?;
             }
         }
         if only.is_some() {
-            eprintln!("throughput: {rates:?}");
+            eprintln!("throughput: {:?}", rounds.rates);
             std::process::exit(0);
         }
         let latency_messages = vehicle_messages(rate * latency_seconds);
@@ -554,43 +624,89 @@ fn main() -> anyhow::Result<()> {
         };
         let calls = empty_call::times(&rt, if full { 2000 } else { 20 }).await?;
         let empty_call = calls[calls.len() / 2];
-        anyhow::Ok((rates, peaks, latencies, python, alone, empty_call))
+        if pin {
+            // Then the host on every core (the broker shares one of them).
+            Command::new("taskset")
+                .args(["-a", "-p", "-c", &format!("0-{}", cpus - 1)])
+                .arg(std::process::id().to_string())
+                .stdout(Stdio::null())
+                .status()?;
+            for _ in 0..repeat {
+                for (name, transform) in &transforms {
+                    rounds
+                        .run(&brokers, name, cpus, Arc::clone(transform), total)
+                        .await?;
+                }
+            }
+        }
+        anyhow::Ok((rounds, latencies, python, alone, empty_call))
     });
     drop(broker.stdin.take());
     let _ = broker.wait();
-    let (rates, peaks, latencies, python, alone, empty_call) = result?;
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    let (rounds, latencies, python, alone, empty_call) = result?;
+    let cores = if pin { 1 } else { cpus };
+    let one = |name| rounds.median(name, cores);
+    let wasm_rate = one("wasm");
+    let cores_label = |n: usize| {
+        if n == 1 {
+            "1 core".to_owned()
+        } else {
+            format!("{n} cores")
+        }
     };
-    let native_rate = median(&rates["native"]);
     println!(
-        "\n| {total} vehicle messages (32 partitions), batches of 10,000 | rounds | records/s (median) | time vs native | latency p50 | latency p99 ({rate} msg/s, max_ms 1000) |"
+        "\n| {total} vehicle messages (32 partitions), batches of 10,000 | host on | rounds | records/s (median) | vs Python | vs the same on one core | latency p50 | latency p99 ({rate} msg/s, max_ms 1000) |"
     );
-    println!("|---|---|---|---|---|---|");
-    for (name, label) in [
-        ("native", "native Rust (same vehicle-transform crate)"),
-        ("wasm", "vehicle-transform.wasm in weir"),
-    ] {
-        let r = median(&rates[name]);
-        let l = &latencies[name];
-        println!(
-            "| {label} | {} | {:.0} | {:.2}× | {:.0} ms | {:.0} ms |",
-            rates[name].len(),
-            r,
-            native_rate / r,
-            percentile(l, 0.5).as_secs_f64() * 1e3,
-            percentile(l, 0.99).as_secs_f64() * 1e3,
-        );
+    println!("|---|---|---|---|---|---|---|---|");
+    let python_rate = python.as_ref().ok().copied().flatten();
+    let versus_python = |r: f64| python_rate.map_or("—".to_owned(), |p| format!("{:.2}×", r / p));
+    let counts = if pin && cpus > cores {
+        vec![cores, cpus]
+    } else {
+        vec![cores]
+    };
+    for n in counts {
+        for (name, label) in [
+            ("wasm", "(a) vehicle-transform.wasm in weir"),
+            ("native", "(b) native Rust (same vehicle-transform crate)"),
+        ] {
+            let Some(r) = rounds.median(name, n) else {
+                continue;
+            };
+            let scaling = match (n == cores, one(name)) {
+                (false, Some(base)) => format!("{:.2}×", r / base),
+                _ => "—".to_owned(),
+            };
+            let (p50, p99) = match (n == cores, latencies.get(name)) {
+                (true, Some(l)) => (
+                    format!("{:.0} ms", percentile(l, 0.5).as_secs_f64() * 1e3),
+                    format!("{:.0} ms", percentile(l, 0.99).as_secs_f64() * 1e3),
+                ),
+                _ => ("—".to_owned(), "—".to_owned()),
+            };
+            println!(
+                "| {label} | {} | {} | {r:.0} | {} | {scaling} | {p50} | {p99} |",
+                cores_label(n),
+                rounds.rates[&(name, n)].len(),
+                versus_python(r),
+            );
+        }
+        if n == cores {
+            match &python {
+                Ok(Some(r)) => println!(
+                    "| (c) Python consumer (confluent-kafka + json + deltalake/pyarrow) | {} | 1 | {r:.0} | 1.00× | — | — | — |",
+                    cores_label(n)
+                ),
+                Ok(None) => println!(
+                    "| (c) Python consumer | {} | 1 | run too small to measure | — | — | — | — |",
+                    cores_label(n)
+                ),
+                Err(why) => println!("| (c) Python consumer | — | — | {why} | — | — | — | — |"),
+            }
+        }
     }
-    match python {
-        Ok(Some(r)) => println!(
-            "| Python consumer (confluent-kafka + json + deltalake/pyarrow) | 1 | {r:.0} | {:.2}× | — | — |",
-            native_rate / r
-        ),
-        Ok(None) => println!("| Python consumer | 1 | run too small to measure | — | — | — |"),
-        Err(why) => println!("| Python consumer | — | {why} | — | — | — |"),
+    if let Some(w) = wasm_rate {
+        eprintln!("wasm on {}: {w:.0} records/s", cores_label(cores));
     }
     println!(
         "\ntransform alone, one batch of 10,000 messages, fastest of {alone_rounds} (median): native {:.1} ms ({:.1} ms), Wasm {:.1} ms ({:.1} ms), Wasm/native {:.2}× ({:.2}×)",
@@ -602,9 +718,9 @@ fn main() -> anyhow::Result<()> {
         alone["wasm"].1.as_secs_f64() / alone["native"].1.as_secs_f64(),
     );
     println!(
-        "\npeak host RSS during the throughput rounds: {} MiB with Wasm, {} MiB native",
-        peaks.get("wasm").copied().unwrap_or_default(),
-        peaks.get("native").copied().unwrap_or_default(),
+        "\npeak host RSS during the throughput rounds (the bench process: the host, its tables, consumer and instances; the messages are generated in the broker's process): {} MiB with Wasm, {} MiB native",
+        rounds.peaks.get("wasm").copied().unwrap_or_default(),
+        rounds.peaks.get("native").copied().unwrap_or_default(),
     );
     println!(
         "machine speed in this run: an empty guest's call (instantiate + call + drop) takes {:.1} µs (median)",
@@ -613,7 +729,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "\nhost pinned to one core: {}",
         if pin {
-            "yes (taskset: host core 0, broker core 1)"
+            "yes for the one-core rows and the latency and Python runs (taskset: host core 0, broker core 1); the other rows let the host run on every core, the broker's among them"
         } else {
             "no"
         }
