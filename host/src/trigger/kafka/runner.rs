@@ -18,7 +18,7 @@ use tracing::Instrument as _;
 use super::KafkaTrigger;
 use super::commit::{Committer, Part};
 use super::consumer::{self, Assignment, BROKER_TIMEOUT, Context, Ownership};
-use super::progress::Partition;
+use super::progress::{Partition, Progress};
 use super::transform::{Transform, TransformSource};
 use crate::failpoint;
 use crate::metrics::Metrics;
@@ -336,8 +336,7 @@ impl KafkaRunner {
             .wants(message.topic(), message.partition(), message.offset())
         {
             let message = detach(&message);
-            batch.bytes += message.key.as_ref().map_or(0, Vec::len)
-                + message.value.as_ref().map_or(0, Vec::len);
+            batch.bytes += payload_bytes(&message);
             batch.messages.push(message);
         }
         batch.messages.len() >= self.trigger.max_records || batch.bytes >= self.trigger.max_bytes
@@ -433,6 +432,11 @@ impl KafkaRunner {
                     .await;
                 drop(checkout);
                 self.finish(batch, &offsets, started);
+                // A partition this commit sent back is read again from the
+                // Delta log; what was taken of it before must not wait in
+                // the next batch beside the same offsets read again.
+                let mut next = next;
+                next.retain_ready(self.committer.progress());
                 return next;
             }
             self.metrics
@@ -597,6 +601,20 @@ struct Batch {
     bytes: usize,
 }
 
+impl Batch {
+    /// Keeps only the messages of partitions that are ready in `progress`.
+    fn retain_ready(&mut self, progress: &Progress) {
+        self.messages
+            .retain(|m| progress.versions(&m.topic, m.partition).is_some());
+        self.bytes = self.messages.iter().map(payload_bytes).sum();
+    }
+}
+
+/// A message's key and value bytes, as `max_bytes` counts them.
+fn payload_bytes(m: &KafkaMessage) -> usize {
+    m.key.as_ref().map_or(0, Vec::len) + m.value.as_ref().map_or(0, Vec::len)
+}
+
 /// The span of one batch; its partitions are recorded once planned.
 fn batch_span(batch: &[KafkaMessage]) -> tracing::Span {
     tracing::info_span!(
@@ -752,7 +770,7 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> KafkaMessage {
 mod tests {
     use std::time::Duration;
 
-    use super::{FlushTime, Stall, Window, split};
+    use super::{Batch, FlushTime, Stall, Window, split};
     use crate::runtime::KafkaMessage;
 
     #[test]
@@ -867,5 +885,40 @@ mod tests {
         assert!(!stall.observe(at(95), 0, 560, after));
         assert!(!stall.observe(at(100), 0, 560, after));
         assert!(stall.observe(at(105), 0, 570, after));
+    }
+
+    #[test]
+    fn taken_messages_of_a_partition_sent_back_do_not_wait_for_the_next_batch() {
+        use crate::trigger::kafka::progress::{PartState, Partition, Progress, Versions};
+        let mut progress = Progress::default();
+        let ready = Versions {
+            outputs: vec![Some(9)],
+            dead_letters: Some(9),
+        };
+        progress.set(Partition::new("t", 0), PartState::Ready(ready));
+        progress.set(
+            Partition::new("t", 1),
+            PartState::Resync {
+                at: std::time::Instant::now(),
+                attempts: 1,
+            },
+        );
+        let message = |partition: i32| KafkaMessage {
+            topic: "t".to_owned(),
+            partition,
+            offset: 10,
+            timestamp_ms: None,
+            key: Some(b"k".to_vec()),
+            value: Some(b"value".to_vec()),
+            headers: Vec::new(),
+        };
+        let mut batch = Batch {
+            messages: vec![message(0), message(1), message(2)],
+            bytes: 18,
+        };
+        batch.retain_ready(&progress);
+        let kept: Vec<i32> = batch.messages.iter().map(|m| m.partition).collect();
+        assert_eq!(kept, [0]);
+        assert_eq!(batch.bytes, 6);
     }
 }
