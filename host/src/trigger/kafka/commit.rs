@@ -698,6 +698,15 @@ mod tests {
             .expect("tables open")
     }
 
+    /// [`committer`] with `partitions` of topic `in` positioned from `log`.
+    async fn positioned(dir: &Path, log: &Log, partitions: &[i32]) -> Committer {
+        let mut c = committer(dir).await;
+        for p in partitions {
+            c.position(part(*p), 0, log).await;
+        }
+        c
+    }
+
     fn message(partition: i32, offset: i64) -> KafkaMessage {
         KafkaMessage {
             topic: "in".to_owned(),
@@ -770,11 +779,8 @@ mod tests {
     #[tokio::test]
     async fn every_row_of_a_message_lands_or_none_does() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = committer(dir.path()).await;
         let log = Log::ending_at(100);
-        for p in [0, 1] {
-            c.position(part(p), 0, &log).await;
-        }
+        let mut c = positioned(dir.path(), &log, &[0, 1]).await;
         assert!(
             log.seeks.lock().unwrap().is_empty(),
             "empty tables: the group's offset"
@@ -868,9 +874,8 @@ mod tests {
     #[tokio::test]
     async fn typed_columns_land_like_json_rows_and_a_bad_column_dead_letters_its_messages() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = committer(dir.path()).await;
         let log = Log::ending_at(100);
-        c.position(part(0), 0, &log).await;
+        let mut c = positioned(dir.path(), &log, &[0]).await;
         let batch: Vec<KafkaMessage> = (0..5).map(|o| message(0, o)).collect();
         let output = BatchOutput {
             tables: vec![
@@ -939,9 +944,8 @@ mod tests {
     #[tokio::test]
     async fn indices_outside_the_batch_fail_it_as_an_invocation() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = committer(dir.path()).await;
         let log = Log::ending_at(100);
-        c.position(part(0), 0, &log).await;
+        let c = positioned(dir.path(), &log, &[0]).await;
         let batch = [message(0, 0)];
         let output = BatchOutput {
             tables: Vec::new(),
@@ -959,9 +963,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_invocation_dead_letters_the_whole_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = committer(dir.path()).await;
         let log = Log::ending_at(100);
-        c.position(part(0), 0, &log).await;
+        let mut c = positioned(dir.path(), &log, &[0]).await;
         let batch = [message(0, 0), message(0, 1)];
         let plan = c.plan(&batch, whole(&batch, Err("trap: out of fuel".to_owned())));
         assert!(plan.rows.iter().all(Option::is_none));
@@ -979,11 +982,8 @@ mod tests {
     #[tokio::test]
     async fn parts_run_apart_count_from_their_start_and_fail_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = committer(dir.path()).await;
         let log = Log::ending_at(100);
-        for p in [0, 1] {
-            c.position(part(p), 0, &log).await;
-        }
+        let mut c = positioned(dir.path(), &log, &[0, 1]).await;
         // Partition 1's messages first, as a split may order them.
         let batch = [message(1, 0), message(1, 1), message(0, 0), message(0, 1)];
         let second = Part {
@@ -1011,9 +1011,8 @@ mod tests {
     #[tokio::test]
     async fn resumes_after_the_table_furthest_behind_and_skips_what_each_table_has() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = committer(dir.path()).await;
         let log = Log::ending_at(100);
-        c.position(part(0), 0, &log).await;
+        let mut c = positioned(dir.path(), &log, &[0]).await;
         let batch = [message(0, 0), message(0, 1)];
         let plan = c.plan(&batch, whole(&batch, Ok(both(&batch))));
         c.commit(plan, &log).await;
@@ -1053,11 +1052,8 @@ mod tests {
     #[tokio::test]
     async fn a_fenced_commit_sends_its_partitions_back_to_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let mut old = committer(dir.path()).await;
         let log = Log::ending_at(100);
-        for p in [0, 1] {
-            old.position(part(p), 0, &log).await;
-        }
+        let mut old = positioned(dir.path(), &log, &[0, 1]).await;
         // Partition 0 moved to another host, which committed first.
         let mut new = committer(dir.path()).await;
         new.position(part(0), 0, &log).await;
@@ -1094,9 +1090,8 @@ mod tests {
     #[tokio::test]
     async fn a_partition_whose_log_went_backwards_is_refused_and_an_unreachable_one_retried() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = committer(dir.path()).await;
         let log = Log::ending_at(100);
-        c.position(part(0), 0, &log).await;
+        let mut c = positioned(dir.path(), &log, &[0]).await;
         let batch = [message(0, 0), message(0, 1), message(0, 2)];
         let plan = c.plan(&batch, whole(&batch, Ok(both(&batch))));
         c.commit(plan, &log).await;

@@ -19,7 +19,7 @@ use super::KafkaTrigger;
 use super::commit::{Committer, Part};
 use super::consumer::{self, Assignment, BROKER_TIMEOUT, Context, Ownership};
 use super::progress::{Partition, Progress};
-use super::transform::{Transform, TransformSource};
+use super::transform::{Checkout, Transform, TransformSource};
 use crate::failpoint;
 use crate::metrics::Metrics;
 use crate::runtime::{BatchOutput, KafkaMessage};
@@ -402,16 +402,10 @@ impl KafkaRunner {
     async fn process(&mut self, batch: Vec<KafkaMessage>, shutdown: &CancellationToken) -> Batch {
         let mut span = batch_span(&batch);
         let mut started = Instant::now();
-        let mut checkout = self.source.checkout().await;
-        let (mut batch, mut parts, dead) = run_parts(
-            &self.source,
-            &checkout.transform,
-            batch,
-            self.parallelism,
-            &self.metrics,
-        )
-        .instrument(span.clone())
-        .await;
+        let (mut checkout, (mut batch, mut parts, dead)) =
+            check_out_and_run(&self.source, batch, self.parallelism, &self.metrics)
+                .instrument(span.clone())
+                .await;
         self.send_back(&dead);
         loop {
             self.committer.produced_by(checkout.transform.digest());
@@ -453,20 +447,9 @@ impl KafkaRunner {
                 offsets
             }
             .instrument(span);
-            let (source, metrics, parallelism) = (&self.source, &self.metrics, self.parallelism);
-            let transforming = async move {
-                let checkout = source.checkout().await;
-                let ran = run_parts(
-                    source,
-                    &checkout.transform,
-                    next.messages,
-                    parallelism,
-                    metrics,
-                )
-                .await;
-                (checkout, ran)
-            }
-            .instrument(next_span.clone());
+            let transforming =
+                check_out_and_run(&self.source, next.messages, self.parallelism, &self.metrics)
+                    .instrument(next_span.clone());
             let (offsets, (next_checkout, (next_batch, next_parts, dead))) =
                 tokio::join!(committing, transforming);
             self.finish(batch, &offsets, started);
@@ -504,6 +487,19 @@ impl KafkaRunner {
             tracing::debug!(error = %e, "offset commit failed (lag metrics only)");
         }
     }
+}
+
+/// Checks the current version of the transform out and runs `batch` on
+/// it ([`run_parts`]); the checkout is held until the batch is committed.
+async fn check_out_and_run(
+    source: &TransformSource,
+    batch: Vec<KafkaMessage>,
+    parallelism: usize,
+    metrics: &Metrics,
+) -> (Checkout, (Vec<KafkaMessage>, Vec<Part>, Vec<Partition>)) {
+    let checkout = source.checkout().await;
+    let ran = run_parts(source, &checkout.transform, batch, parallelism, metrics).await;
+    (checkout, ran)
 }
 
 /// Runs `batch`: cut into parts of whole partitions, each on its own
