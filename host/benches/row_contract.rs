@@ -144,6 +144,7 @@ fn main() -> anyhow::Result<()> {
     let table = tokio::runtime::Runtime::new()?.block_on(TableWriter::open(
         "vehicle_positions",
         &uri,
+        &Default::default(),
         &schema,
         &[],
         100,

@@ -24,12 +24,12 @@ pub(super) struct LineageArgs {
 
 impl LineageArgs {
     pub(super) fn run(self) -> anyhow::Result<()> {
-        let uri = super::table_uri(&self.manifest, &self.table);
+        let (uri, storage) = super::table_target(&self.manifest, &self.table);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let commits = runtime.block_on(async {
-            let table = read::open(&uri).await?;
+            let table = read::open_with(&uri, &storage).await?;
             lineage::commits(&table, Some(self.limit)).await
         });
         let commits = commits.with_context(|| format!("reading the lineage of `{uri}`"))?;

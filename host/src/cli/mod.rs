@@ -17,6 +17,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::manifest::Manifest;
+use crate::sink::delta::StorageOptions;
 
 /// Runs event functions compiled to WebAssembly components, described by a Spin v2 `spin.toml`.
 #[derive(Debug, Parser)]
@@ -89,22 +90,23 @@ impl Cli {
     }
 }
 
-/// A table's URI: a name declared by the manifest's Kafka triggers (or
-/// `dead_letters`), else `table` as given (a path or URI).
-fn table_uri(manifest: &ManifestArg, table: &str) -> String {
-    let Ok(manifest) = manifest.load() else {
-        return table.to_owned();
-    };
-    manifest
-        .triggers
-        .iter()
-        .find_map(|t| match t {
-            crate::trigger::Trigger::Kafka(k) => k
+/// A table's URI and storage options: a name declared by the manifest's
+/// Kafka triggers (or `dead_letters`), else `table` as given (a path or URI,
+/// its object store configured from the `AWS_*` environment).
+fn table_target(manifest: &ManifestArg, table: &str) -> (String, StorageOptions) {
+    let named = |manifest: Manifest| {
+        manifest.triggers.into_iter().find_map(|t| match t {
+            crate::trigger::Trigger::Kafka(mut k) => k
                 .tables
-                .get(table)
-                .or((table == "dead_letters").then_some(&k.dead_letter))
-                .map(|target| target.uri.clone()),
+                .remove(table)
+                .or((table == "dead_letters").then_some(k.dead_letter))
+                .map(|target| (target.uri, target.storage)),
             crate::trigger::Trigger::Cron(_) => None,
         })
-        .unwrap_or_else(|| table.to_owned())
+    };
+    manifest
+        .load()
+        .ok()
+        .and_then(named)
+        .unwrap_or_else(|| (table.to_owned(), StorageOptions::default()))
 }

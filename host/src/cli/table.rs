@@ -26,13 +26,13 @@ pub(super) struct TableArgs {
 
 impl TableArgs {
     pub(super) fn run(self) -> anyhow::Result<()> {
-        let uri = super::table_uri(&self.manifest, &self.table);
+        let (uri, storage) = super::table_target(&self.manifest, &self.table);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let (summary, commits, rows) = runtime
             .block_on(async {
-                let table = read::open(&uri).await?;
+                let table = read::open_with(&uri, &storage).await?;
                 let summary = summary::summary(&table)?;
                 // One read of the commit files serves both the list and
                 // the search for the newest rows.

@@ -123,6 +123,7 @@ impl Manifest {
             problems: Vec::new(),
             declared: Default::default(),
             values: Default::default(),
+            secrets: Default::default(),
         };
         let raw: RawManifest = match toml::from_str(source) {
             Ok(raw) => raw,
@@ -197,6 +198,8 @@ pub(crate) struct Validator<'a> {
     declared: std::collections::BTreeSet<String>,
     /// Application variable values, for expanding templates.
     values: variables::Values,
+    /// The variables marked `secret = true`.
+    secrets: std::collections::BTreeSet<String>,
 }
 
 impl Validator<'_> {
@@ -307,6 +310,9 @@ impl Validator<'_> {
             }
             let span = var.span();
             let var = var.into_inner();
+            if var.secret {
+                self.secrets.insert(name.get_ref().clone());
+            }
             if var.required && var.default.is_some() {
                 self.report(
                     &span,
@@ -486,14 +492,32 @@ impl ConfigCheck for Validator<'_> {
             if !variables::is_valid_name(name.get_ref()) {
                 self.report(&name.span(), &key, format!("invalid variable name `{}`: use lower-case letters, digits and `_`, starting with a letter", name.get_ref()));
             }
-            match variables::expand(template.get_ref(), &self.values) {
-                Ok(value) => {
-                    expanded.insert(name.get_ref().clone(), value);
-                }
-                Err(why) => self.report(&template.span(), key, why),
+            if let Some(value) = self.expand_template(template, &key, false) {
+                expanded.insert(name.get_ref().clone(), value);
             }
         }
         expanded
+    }
+
+    /// Expands one template; a `secret` one may only name secret variables.
+    fn expand_template(
+        &mut self,
+        template: &Spanned<String>,
+        key: &str,
+        secret: bool,
+    ) -> Option<String> {
+        let checked = if secret {
+            variables::only_secrets(template.get_ref(), &self.secrets)
+        } else {
+            Ok(())
+        };
+        match checked.and_then(|()| variables::expand(template.get_ref(), &self.values)) {
+            Ok(value) => Some(value),
+            Err(why) => {
+                self.report(&template.span(), key, why);
+                None
+            }
+        }
     }
 
     /// Problems recorded so far.

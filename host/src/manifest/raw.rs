@@ -52,11 +52,8 @@ pub(super) struct RawVariable {
     pub default: Option<String>,
     #[serde(default)]
     pub required: bool,
+    /// Only secret variables may fill secret storage options.
     #[serde(default)]
-    #[expect(
-        dead_code,
-        reason = "stock Spin key; weir never logs variable values anyway"
-    )]
     pub secret: bool,
     #[serde(default)]
     #[expect(dead_code, reason = "stock Spin key, accepted and not used")]

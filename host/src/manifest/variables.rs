@@ -1,7 +1,7 @@
 //! Application variables and `{{ name }}` templates, as in Spin: a variable
 //! gets its value from `SPIN_VARIABLE_<NAME>` if set, else from its default.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Application variables after overrides: `None` means required and unset.
 pub(crate) type Values = BTreeMap<String, Option<String>>;
@@ -47,9 +47,40 @@ pub(crate) fn expand(template: &str, values: &Values) -> Result<String, String> 
     Ok(out)
 }
 
+/// Checks that `template` is made only of `{{ name }}` references to
+/// variables in `secrets`, so the secret lives in the environment
+/// (`SPIN_VARIABLE_<NAME>`) and never in the manifest's text.
+pub(crate) fn only_secrets(template: &str, secrets: &BTreeSet<String>) -> Result<(), String> {
+    let advice = "write secrets as `{{ name }}` of a variable marked `secret = true`, set through its `SPIN_VARIABLE_` environment variable";
+    let mut rest = template.trim();
+    if rest.is_empty() {
+        return Err(format!("a secret cannot be empty: {advice}"));
+    }
+    while !rest.is_empty() {
+        let Some(after) = rest.strip_prefix("{{") else {
+            return Err(format!(
+                "this value would put a secret in the manifest: {advice}"
+            ));
+        };
+        let close = after
+            .find("}}")
+            .ok_or_else(|| "unterminated `{{`".to_owned())?;
+        let name = after[..close].trim();
+        if !secrets.contains(name) {
+            return Err(format!(
+                "variable `{name}` holds a secret here but is not marked `secret = true`"
+            ));
+        }
+        rest = after[close + 2..].trim_start();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Values, expand, is_valid_name};
+    use std::collections::BTreeSet;
+
+    use super::{Values, expand, is_valid_name, only_secrets};
 
     fn values() -> Values {
         Values::from([
@@ -85,6 +116,34 @@ mod tests {
         );
         assert!(
             expand("{{ url", &values())
+                .unwrap_err()
+                .contains("unterminated")
+        );
+    }
+
+    #[test]
+    fn secrets_come_only_from_secret_variables() {
+        let secrets = BTreeSet::from(["s3_secret".to_owned(), "token".to_owned()]);
+        assert!(only_secrets("{{ s3_secret }}", &secrets).is_ok());
+        assert!(only_secrets(" {{s3_secret}}{{ token }} ", &secrets).is_ok());
+        let literal = only_secrets("hunter2", &secrets).unwrap_err();
+        assert!(
+            literal.contains("would put a secret in the manifest"),
+            "{literal}"
+        );
+        assert!(!literal.contains("hunter2"), "{literal}");
+        let mixed = only_secrets("x{{ s3_secret }}", &secrets).unwrap_err();
+        assert!(mixed.contains("would put a secret"), "{mixed}");
+        let trailing = only_secrets("{{ s3_secret }}x", &secrets).unwrap_err();
+        assert!(trailing.contains("would put a secret"), "{trailing}");
+        let plain = only_secrets("{{ region }}", &secrets).unwrap_err();
+        assert!(
+            plain.contains("`region`") && plain.contains("not marked `secret = true`"),
+            "{plain}"
+        );
+        assert!(only_secrets("  ", &secrets).unwrap_err().contains("empty"));
+        assert!(
+            only_secrets("{{ s3_secret", &secrets)
                 .unwrap_err()
                 .contains("unterminated")
         );

@@ -26,6 +26,16 @@ pub(crate) trait ConfigCheck {
     /// Reports a trigger's `component` that names no declared component.
     fn check_component(&mut self, component: &Spanned<String>, key: &str);
 
+    /// Expands one `{{ name }}` template found at `key`, reporting unknown
+    /// or unset variables; a `secret` template may only name variables
+    /// marked `secret = true` and hold no text of its own.
+    fn expand_template(
+        &mut self,
+        template: &Spanned<String>,
+        key: &str,
+        secret: bool,
+    ) -> Option<String>;
+
     /// Expands a `variables = { name = "template" }` table found at `prefix`.
     fn expand_variables(
         &mut self,

@@ -56,7 +56,7 @@ pub(crate) fn broker(dir: &Path) -> (Process, String) {
     (process, line.trim().to_owned())
 }
 
-async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+pub(crate) async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -76,6 +76,21 @@ async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
 /// `weir up` on the manifest, with crash point `failpoint` armed.
 /// Its log goes to `log`.
 fn host(manifest: &Path, brokers: &str, port: u16, failpoint: Option<&str>, log: &Path) -> Process {
+    let mut command = host_command(manifest, brokers, port, failpoint, log);
+    Process {
+        child: command.spawn().unwrap(),
+        _stdout: None,
+    }
+}
+
+/// The command of [`host`], to add to before it starts.
+pub(crate) fn host_command(
+    manifest: &Path,
+    brokers: &str,
+    port: u16,
+    failpoint: Option<&str>,
+    log: &Path,
+) -> Command {
     let mut command = Command::new(WEIR);
     command
         .args(["up", "--file"])
@@ -95,10 +110,7 @@ fn host(manifest: &Path, brokers: &str, port: u16, failpoint: Option<&str>, log:
     if let Some(point) = failpoint {
         command.env("WEIR_FAILPOINT", point);
     }
-    Process {
-        child: command.spawn().unwrap(),
-        _stdout: None,
-    }
+    command
 }
 
 /// When fewer than `expected` offsets landed, prints what did land (per
@@ -153,7 +165,7 @@ pub(crate) fn show_logs(dir: &Path) {
 
 /// Produces `messages` in chunks of `chunk`, pausing `pause` after each,
 /// in the background: a stream that keeps arriving while hosts come and go.
-fn stream(
+pub(crate) fn stream(
     brokers: &str,
     topic: &'static str,
     messages: &[(String, Option<Vec<u8>>, bool)],

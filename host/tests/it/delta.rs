@@ -13,7 +13,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 use weir::run::KafkaMode;
-use weir::sink::delta::read;
+use weir::sink::delta::{StorageOptions, read};
 use weir::{Host, HostConfig, Manifest, RuntimeConfig};
 
 use crate::support::{function, sample};
@@ -105,8 +105,24 @@ pub fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
 /// How many times each (partition, offset) appears in the table, read
 /// from the column pair `partition`/`offset`.
 pub async fn offsets(uri: &Path, partition: &str, offset: &str) -> BTreeMap<(i32, i64), usize> {
+    offsets_at(
+        &uri.display().to_string(),
+        &StorageOptions::default(),
+        partition,
+        offset,
+    )
+    .await
+}
+
+/// Like [`offsets`], for a table at any URI.
+pub async fn offsets_at(
+    uri: &str,
+    storage: &StorageOptions,
+    partition: &str,
+    offset: &str,
+) -> BTreeMap<(i32, i64), usize> {
     let mut seen = BTreeMap::new();
-    let Ok(table) = read::open(&uri.display().to_string()).await else {
+    let Ok(table) = read::open_with(uri, storage).await else {
         return seen;
     };
     for batch in read::scan(&table).await.unwrap() {
@@ -129,15 +145,25 @@ pub async fn wait_for_all(
     expected: usize,
     stalled: Duration,
 ) -> (BTreeMap<(i32, i64), usize>, BTreeMap<(i32, i64), usize>) {
+    let data = data.display().to_string();
+    wait_for_all_at(&data, &StorageOptions::default(), expected, stalled).await
+}
+
+/// Like [`wait_for_all`], for tables under any URI.
+pub async fn wait_for_all_at(
+    data: &str,
+    storage: &StorageOptions,
+    expected: usize,
+    stalled: Duration,
+) -> (BTreeMap<(i32, i64), usize>, BTreeMap<(i32, i64), usize>) {
     let mut last = (0, tokio::time::Instant::now());
+    let (rows_at, letters_at) = (
+        format!("{data}/vehicle_positions"),
+        format!("{data}/dead_letters"),
+    );
     loop {
-        let rows = offsets(
-            &data.join("vehicle_positions"),
-            "kafka_partition",
-            "kafka_offset",
-        )
-        .await;
-        let letters = offsets(&data.join("dead_letters"), "partition", "offset").await;
+        let rows = offsets_at(&rows_at, storage, "kafka_partition", "kafka_offset").await;
+        let letters = offsets_at(&letters_at, storage, "partition", "offset").await;
         let total: usize = rows.values().sum::<usize>() + letters.values().sum::<usize>();
         let now = tokio::time::Instant::now();
         if total != last.0 {
@@ -554,11 +580,25 @@ async fn typed_columns_that_do_not_fit_dead_letter_their_messages_and_the_stream
 /// reader with its own query engine) and checks it sees what weir's reader
 /// sees: version, schema, partitioning, rows, rows per partition value.
 async fn python_reader_agrees(uri: &Path, partition: &str, offset: &str) {
+    let uri = uri.display().to_string();
+    python_reader_agrees_at(&uri, &StorageOptions::default(), &[], partition, offset).await;
+}
+
+/// Like [`python_reader_agrees`], for a table at any URI; `env` configures
+/// the Python side's object store.
+pub async fn python_reader_agrees_at(
+    uri: &str,
+    storage: &StorageOptions,
+    env: &[(String, String)],
+    partition: &str,
+    offset: &str,
+) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_delta.py");
     let output = std::process::Command::new("python3")
         .arg(&script)
         .arg(uri)
         .args([partition, offset])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("python3 runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -568,7 +608,7 @@ async fn python_reader_agrees(uri: &Path, partition: &str, offset: &str) {
     );
     let python: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
 
-    let table = read::open(&uri.display().to_string()).await.unwrap();
+    let table = read::open_with(uri, storage).await.unwrap();
     let state = table.snapshot().unwrap();
     let schema: Vec<serde_json::Value> = state
         .schema()
@@ -589,7 +629,7 @@ async fn python_reader_agrees(uri: &Path, partition: &str, offset: &str) {
             *by_partition.entry(dates.value(i).to_owned()).or_default() += 1;
         }
     }
-    let seen = offsets(uri, partition, offset).await;
+    let seen = offsets_at(uri, storage, partition, offset).await;
     assert_eq!(python["version"], table.version().unwrap(), "{python}");
     assert_eq!(
         python["schema"],
@@ -604,7 +644,7 @@ async fn python_reader_agrees(uri: &Path, partition: &str, offset: &str) {
         serde_json::json!(by_partition),
         "{python}"
     );
-    assert!(rows > 0, "{} is empty", uri.display());
+    assert!(rows > 0, "{uri} is empty");
 }
 
 #[tokio::test]

@@ -20,4 +20,5 @@ mod manifest;
 mod metrics;
 mod observability;
 mod runtime;
+mod s3;
 mod support;

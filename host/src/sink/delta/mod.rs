@@ -1,7 +1,7 @@
 //! The Delta Lake sink of Kafka-triggered functions: one [`TableWriter`] per
 //! output table plus the dead-letter table, JSON rows or typed columns →
-//! Arrow → parquet,
-//! one commit per flush per table with `txn` actions (DESIGN.md §5). It
+//! Arrow → parquet, one commit per flush per table with `txn` actions
+//! (DESIGN.md §5), on a local path or S3-compatible object storage. It
 //! does not decide which messages go where; the Kafka trigger does.
 
 mod columns;
@@ -11,6 +11,7 @@ pub mod lineage;
 pub mod read;
 mod rows;
 mod schema;
+pub mod storage;
 pub mod summary;
 mod table;
 
@@ -23,6 +24,7 @@ pub use dead_letter::{DeadLetter, DeadLetterKind};
 pub use error::DeltaError;
 pub use rows::{DecodedRows, concat, decode, without};
 pub use schema::{Column, TableSchema};
+pub use storage::StorageOptions;
 pub use table::{Committed, TableWriter, TxnUpdate};
 
 /// What every commit's `commitInfo` records: the lineage of its rows.

@@ -12,15 +12,25 @@ use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use object_store::ObjectStoreExt as _;
 
 use super::DeltaError;
+use super::storage::StorageOptions;
 
-/// Opens the table at `uri` (a path or URL) at its newest version.
+/// Opens the table at `uri` (a path or URL) at its newest version, its
+/// object store configured from the environment alone.
 pub async fn open(uri: &str) -> Result<DeltaTable, DeltaError> {
+    open_with(uri, &StorageOptions::default()).await
+}
+
+/// Like [`open`], with the table's storage options from the manifest.
+pub async fn open_with(uri: &str, storage: &StorageOptions) -> Result<DeltaTable, DeltaError> {
     let err = |source| DeltaError::Open {
         table: uri.to_owned(),
         source,
     };
     let url = deltalake::ensure_table_uri(uri).map_err(err)?;
-    deltalake::open_table(url).await.map_err(err)
+    let options = storage.for_url(&url);
+    deltalake::open_table_with_storage_options(url, options)
+        .await
+        .map_err(err)
 }
 
 /// Every row of the table's current version, one batch per file chunk.

@@ -15,6 +15,7 @@ use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 use futures::StreamExt as _;
 
 use super::schema::TableSchema;
+use super::storage::StorageOptions;
 use super::{CommitInfo, DeltaError};
 
 /// One `txn` action of a commit: after the commit, `app_id` has `version`.
@@ -106,6 +107,7 @@ impl TableWriter {
     pub async fn open(
         name: &str,
         uri: &str,
+        storage: &StorageOptions,
         schema: &TableSchema,
         partition_by: &[String],
         checkpoint_interval: u32,
@@ -121,7 +123,10 @@ impl TableWriter {
                 reason,
             })?;
         let url = deltalake::ensure_table_uri(uri).map_err(err)?;
-        let mut table = DeltaTable::try_from_url(url.clone()).await.map_err(err)?;
+        let options = storage.for_url(&url);
+        let mut table = DeltaTable::try_from_url_with_storage_options(url.clone(), options.clone())
+            .await
+            .map_err(err)?;
         if table.version().is_none() {
             let created = table
                 .create()
@@ -137,11 +142,18 @@ impl TableWriter {
                     Some(checkpoint_interval.to_string()),
                 )
                 .with_save_mode(SaveMode::Ignore)
+                // Only version 0 creates: delta-rs would retry a create
+                // that lost the race as a second metadata commit on top
+                // of the winner's, and every writer that read version 0
+                // would then fail its first commit ("metadata changed").
+                .with_commit_properties(CommitProperties::default().with_max_retries(0))
                 .await;
             table = match created {
                 Ok(table) => table,
                 // Another host created it at the same moment: use theirs.
-                Err(_) => DeltaTable::try_from_url(url).await.map_err(err)?,
+                Err(_) => DeltaTable::try_from_url_with_storage_options(url, options)
+                    .await
+                    .map_err(err)?,
             };
             tracing::info!(table = name, uri, "created Delta table");
         }

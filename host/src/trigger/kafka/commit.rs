@@ -120,6 +120,7 @@ impl Committer {
             let table = TableWriter::open(
                 name,
                 &target.uri,
+                &target.storage,
                 &target.schema,
                 &target.partition_by,
                 trigger.checkpoint_interval,
@@ -655,6 +656,7 @@ mod tests {
             uri: dir.join(name).to_str().expect("utf-8 path").to_owned(),
             partition_by: Vec::new(),
             schema,
+            storage: Default::default(),
         }
     }
 

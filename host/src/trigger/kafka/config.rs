@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::sink::delta::TableSchema;
+use crate::sink::delta::{StorageOptions, TableSchema, storage};
 use crate::trigger::ConfigCheck;
 
 /// `[application.trigger.kafka]`: settings shared by every Kafka trigger.
@@ -102,6 +102,11 @@ pub struct TableConfig {
     /// for output tables.
     #[serde(default)]
     pub schema: Option<Spanned<String>>,
+    /// Object-store options of an `s3://` table (`aws_endpoint`,
+    /// `aws_region`, …); values may be `{{ variable }}` templates, and
+    /// secrets must be.
+    #[serde(default)]
+    pub storage: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 /// A validated Kafka trigger.
@@ -140,6 +145,8 @@ pub struct TableTarget {
     pub partition_by: Vec<String>,
     /// The declared columns.
     pub schema: TableSchema,
+    /// Object-store options (values hidden from `Debug`).
+    pub storage: StorageOptions,
 }
 
 impl KafkaTriggerConfig {
@@ -312,10 +319,23 @@ impl TableConfig {
         if let Err(why) = schema.check_partitions(&self.partition_by) {
             v.report(&self.uri.span(), format!("{key}.partition_by"), why);
         }
+        let mut options = StorageOptions::default();
+        for (name, template) in &self.storage {
+            let option_key = format!("{key}.storage.{}", name.get_ref());
+            let secret = storage::is_secret(name.get_ref());
+            let Some(value) = v.expand_template(template, &option_key, secret) else {
+                continue;
+            };
+            match storage::check_option(&uri, name.get_ref(), &value) {
+                Ok(()) => options.insert(name.get_ref(), value),
+                Err(why) => v.report(&name.span(), option_key, why),
+            }
+        }
         TableTarget {
             uri,
             partition_by: self.partition_by.clone(),
             schema,
+            storage: options,
         }
     }
 }
