@@ -9,8 +9,11 @@
 //! - [`imports`]: what guests may call: outbound HTTP, variables, the Kafka
 //!   `producer` outbox, the `feed` ledger.
 //! - [`trigger`]: `cron` and `kafka` triggers, their config and run loops;
-//!   the Kafka → Delta exactly-once protocol is `trigger::kafka`'s `commit.rs`.
-//! - [`sink`]: where output goes (the Kafka producer, Delta tables and their dead-letter table).
+//!   the Kafka → Delta exactly-once protocol is `trigger::kafka`'s `commit.rs`;
+//!   which host of a fleet runs each cron trigger, and its feed ledger in
+//!   Kafka, is `trigger::cron::fleet`.
+//! - [`sink`]: where output goes (the Kafka producer, Delta tables on a path
+//!   or S3 and their dead-letter table).
 //! - [`metrics`]: every metric name and label, in one registry.
 //! - [`broker`]: the embedded Kafka-protocol broker of local mode (tansu).
 //! - [`versions`]: the running version of every function; deploy, rollback, `--watch`.

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Invocation durations from 100 µs to ~100 s.
@@ -66,6 +66,16 @@ pub struct Metrics {
     pub traps: IntCounterVec,
     /// `weir_missed_ticks_total{function}`: cron ticks skipped because the previous run was still going.
     pub missed_ticks: IntCounterVec,
+    /// `weir_cron_owned{trigger}` = 1 while this host runs the cron trigger
+    /// (summed over the fleet, exactly 1).
+    pub cron_owned: IntGaugeVec,
+    /// `weir_cron_rejoins_total`: times this host left the fleet's group and
+    /// joined again because a cron trigger had no live owner.
+    pub cron_rejoins: IntCounter,
+    /// `weir_feed_versions_incomplete_total{function,feed}`: feed versions
+    /// cut short while being published (a crash, a failed publish), never
+    /// published again.
+    pub feed_versions_incomplete: IntCounterVec,
     /// `weir_component_info{function,world,digest}` = 1 for the running version;
     /// `world` (`fetcher`, `transformer`) lets rules tell fetches from transforms.
     pub component_info: IntGaugeVec,
@@ -190,6 +200,25 @@ impl Metrics {
                 "weir_missed_ticks_total",
                 "Cron ticks skipped because the previous invocation was still running.",
                 &["function"],
+            ),
+            cron_owned: gauge(
+                &registry,
+                "weir_cron_owned",
+                "1 while this host runs the cron trigger (one host of the fleet does).",
+                &["trigger"],
+            ),
+            cron_rejoins: register(
+                &registry,
+                IntCounter::new(
+                    "weir_cron_rejoins_total",
+                    "Times this host rejoined the fleet's group because a cron trigger had no live owner.",
+                ),
+            ),
+            feed_versions_incomplete: counter(
+                &registry,
+                "weir_feed_versions_incomplete_total",
+                "Feed versions cut short while being published, never published again.",
+                &["function", "feed"],
             ),
             component_info: gauge(
                 &registry,
@@ -453,6 +482,8 @@ impl Metrics {
     /// Creates the zero series of a cron trigger's feed and output topics.
     pub fn init_feed(&self, function: &str, feed: &str, topics: &[String]) {
         self.feed_unchanged.with_label_values(&[function, feed]);
+        self.feed_versions_incomplete
+            .with_label_values(&[function, feed]);
         self.feed_invalid_strings
             .with_label_values(&[function, feed]);
         for topic in topics {

@@ -23,6 +23,7 @@ use crate::sink::Publish;
 use crate::sink::kafka::{KafkaSink, KafkaSinkConfig};
 use crate::trigger::Trigger;
 use crate::trigger::cron::CronRunner;
+use crate::trigger::cron::fleet::{Fleet, FleetMode};
 #[cfg(doc)]
 use crate::trigger::kafka::default_parallelism;
 use crate::trigger::kafka::{KafkaRunner, Ownership, RunnerConfig};
@@ -163,6 +164,36 @@ impl Host {
             None => FeedLedger::in_memory(),
         });
         let host_id = host_id();
+        let crons: Vec<(String, std::time::Duration)> = manifest
+            .triggers
+            .iter()
+            .filter_map(|t| match t {
+                Trigger::Cron(c) => Some((c.id.clone(), c.period())),
+                Trigger::Kafka(_) => None,
+            })
+            .collect();
+        // With Kafka, each cron trigger runs on one host of the fleet; a
+        // broker only this host uses gives it every trigger.
+        let fleet = match &kafka_brokers {
+            Some(brokers) if !crons.is_empty() && !config.once => Some(
+                Fleet::start(
+                    brokers,
+                    &manifest.application.name,
+                    &crons,
+                    &host_id,
+                    if broker.is_some() {
+                        FleetMode::All
+                    } else {
+                        FleetMode::Group
+                    },
+                    Arc::clone(&metrics),
+                    shutdown.clone(),
+                )
+                .await
+                .context("joining the fleet that shares the cron triggers")?,
+            ),
+            _ => None,
+        };
         let mut once = JoinSet::new();
         for trigger in &manifest.triggers {
             match trigger {
@@ -174,6 +205,7 @@ impl Host {
                         function,
                         Arc::clone(&locks[cron.component.as_str()]),
                         Arc::clone(&ledger),
+                        fleet.clone(),
                     );
                     let publish = Arc::clone(&publish);
                     if config.once {

@@ -97,6 +97,15 @@ impl FeedLedger {
         std::fs::write(&tmp, bytes).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }
+
+    /// Records `timestamp` for `feed` if it is newer than what the ledger
+    /// holds (another host's ledger, taken over).
+    pub fn raise(&self, feed: &str, timestamp: u64) -> Result<(), LedgerError> {
+        if self.last(feed).is_some_and(|last| last >= timestamp) {
+            return Ok(());
+        }
+        self.commit(feed, timestamp)
+    }
 }
 
 /// What one cron invocation knows about its feed.
@@ -210,6 +219,10 @@ mod tests {
         let reopened = FeedLedger::open(&path).unwrap();
         assert_eq!(reopened.last("vehicles"), Some(100));
         assert_eq!(reopened.last("alerts"), Some(7));
+        reopened.raise("vehicles", 90).unwrap();
+        assert_eq!(reopened.last("vehicles"), Some(100), "never lowered");
+        reopened.raise("vehicles", 120).unwrap();
+        assert_eq!(FeedLedger::open(&path).unwrap().last("vehicles"), Some(120));
         std::fs::write(&path, b"{not json").unwrap();
         assert!(
             FeedLedger::open(&path)

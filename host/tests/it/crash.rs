@@ -196,18 +196,23 @@ impl Rng {
     }
 }
 
-/// The parquet files under `table` that its log does not reference.
-async fn unreferenced(table: &Path) -> usize {
-    let delta = weir::sink::delta::read::open(&table.display().to_string())
-        .await
-        .unwrap();
-    let referenced: BTreeSet<String> = delta
+/// The paths of the files the table's current version references.
+pub(crate) fn referenced(table: &deltalake::DeltaTable) -> BTreeSet<String> {
+    table
         .snapshot()
         .unwrap()
         .log_data()
         .into_iter()
         .map(|add| add.object_store_path().to_string())
-        .collect();
+        .collect()
+}
+
+/// The parquet files under `table` that its log does not reference.
+async fn unreferenced(table: &Path) -> usize {
+    let delta = weir::sink::delta::read::open(&table.display().to_string())
+        .await
+        .unwrap();
+    let referenced = referenced(&delta);
     let mut count = 0;
     let mut dirs = vec![table.to_path_buf()];
     while let Some(dir) = dirs.pop() {

@@ -57,6 +57,7 @@ async fn a_one_second_schedule_runs_at_least_twice_in_three_seconds() {
         hello,
         Arc::default(),
         Arc::default(),
+        None,
     );
     let collected = Arc::new(Collect::default());
     let shutdown = CancellationToken::new();
@@ -117,6 +118,7 @@ async fn runs_of_one_component_never_overlap_and_missed_ticks_are_counted() {
             Arc::clone(&sleeper),
             Arc::clone(&lock),
             Arc::default(),
+            None,
         );
         tasks.push(tokio::spawn(
             runner.run(Arc::clone(&collected), shutdown.clone()),
@@ -167,6 +169,7 @@ async fn a_failing_tick_is_counted_and_publishes_nothing() {
         trap,
         Arc::default(),
         Arc::default(),
+        None,
     );
     let collected = Collect::default();
     assert!(!runner.tick(chrono::Utc::now(), &collected).await);

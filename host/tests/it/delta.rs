@@ -177,9 +177,19 @@ pub async fn wait_for_all_at(
 }
 
 async fn start(manifest: &Path, brokers: &str, data: &Path) -> (Host, CancellationToken) {
+    start_with(manifest, brokers, data, Vec::new()).await
+}
+
+/// Like [`start`], with `env` overriding the manifest's variables.
+pub async fn start_with(
+    manifest: &Path,
+    brokers: &str,
+    data: &Path,
+    env: Vec<(String, String)>,
+) -> (Host, CancellationToken) {
     let shutdown = CancellationToken::new();
     let config = HostConfig {
-        manifest: Manifest::load(manifest, Vec::new()).unwrap(),
+        manifest: Manifest::load(manifest, env).unwrap(),
         listen: "127.0.0.1:0".parse().unwrap(),
         runtime: RuntimeConfig::default(),
         once: false,

@@ -14,6 +14,7 @@ mod deploy;
 mod docs;
 mod fetch;
 mod fetch_bad_input;
+mod fleet;
 mod layers;
 mod local_restart;
 mod manifest;

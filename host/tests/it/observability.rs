@@ -341,7 +341,11 @@ async fn alerts_reach_slack_and_every_dashboard_query_runs_against_live_promethe
     let feed = feed_server(Arc::clone(&mode)).await;
     let (hook, slack_messages) = slack().await;
 
-    let (_cluster, brokers) = crate::support::cluster("obs_vehicles", 2);
+    let (cluster, brokers) = crate::support::cluster("obs_vehicles", 2);
+    // The fleet's control topic, one partition for the one cron trigger:
+    // librdkafka's mock cluster creates no topics on request.
+    let control = weir::trigger::cron::fleet::control_topic("observability-test");
+    cluster.create_topic(&control, 1, 1).unwrap();
     let shutdown = CancellationToken::new();
     let host = Host::start(
         HostConfig {
@@ -539,7 +543,7 @@ scrape_configs:
             assert_eq!(rule["health"], "ok", "{rule}");
         }
     }
-    assert_eq!(loaded, 14);
+    assert_eq!(loaded, 17);
 
     // Every expression runs; every metric it names exists; every dashboard
     // panel query returns data. kafka_* come from kafka-exporter, which has

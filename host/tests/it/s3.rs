@@ -5,7 +5,6 @@
 //! racing on one table and the endpoint hanging mid-stream: every offset
 //! lands exactly once, and the secret key never reaches a log.
 
-use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,14 +13,12 @@ use std::time::{Duration, Instant};
 
 use deltalake::arrow::array::{Int32Array, Int64Array, RecordBatch};
 use futures::TryStreamExt as _;
-use tokio_util::sync::CancellationToken;
-use weir::run::KafkaMode;
 use weir::sink::delta::{CommitInfo, StorageOptions, TableSchema, TableWriter, TxnUpdate, read};
-use weir::{Host, HostConfig, Manifest, RuntimeConfig};
 
-use crate::crash::{Process, broker, create_topic, host_command, stream};
+use crate::crash::{Process, broker, create_topic, host_command, referenced, stream};
 use crate::delta::{
-    assert_exactly_once, messages, offsets_at, produce, python_reader_agrees_at, wait_for_all_at,
+    assert_exactly_once, messages, offsets_at, produce, python_reader_agrees_at, start_with,
+    wait_for_all_at,
 };
 use crate::support::{free_port, function, sample};
 
@@ -155,13 +152,7 @@ source = "{source}"
 /// listed from the object store.
 async fn unreferenced(uri: &str, storage: &StorageOptions) -> usize {
     let table = read::open_with(uri, storage).await.unwrap();
-    let referenced: BTreeSet<String> = table
-        .snapshot()
-        .unwrap()
-        .log_data()
-        .into_iter()
-        .map(|add| add.object_store_path().to_string())
-        .collect();
+    let referenced = referenced(&table);
     let listed: Vec<_> = table.object_store().list(None).try_collect().await.unwrap();
     listed
         .iter()
@@ -408,26 +399,6 @@ async fn three_writers_racing_on_one_s3_table_lose_no_commit() {
     assert_eq!(versions, vec![Some(COMMITS - 1); WRITERS as usize]);
 }
 
-async fn start(manifest: &Path, brokers: &str, secret: &str) -> (Host, CancellationToken) {
-    let shutdown = CancellationToken::new();
-    let env = vec![("SPIN_VARIABLE_S3_SECRET".to_owned(), secret.to_owned())];
-    let config = HostConfig {
-        manifest: Manifest::load(manifest, env).unwrap(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        runtime: RuntimeConfig::default(),
-        once: false,
-        data_dir: None,
-        kafka: KafkaMode::Brokers(brokers.to_owned()),
-        admin: weir::admin::AdminConfig::default(),
-        watch: None,
-        parallelism: 2,
-    };
-    (
-        Host::start(config, shutdown.clone()).await.unwrap(),
-        shutdown,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_s3_endpoint_hanging_for_30_seconds_mid_stream_loses_and_duplicates_nothing() {
     let moto = Moto::start().await;
@@ -446,7 +417,8 @@ async fn an_s3_endpoint_hanging_for_30_seconds_mid_stream_loses_and_duplicates_n
         "{ max_records = 50, max_ms = 200 }",
     );
     std::fs::write(&manifest, text).unwrap();
-    let (host, shutdown) = start(&manifest, &brokers, &secret).await;
+    let env = vec![("SPIN_VARIABLE_S3_SECRET".to_owned(), secret.clone())];
+    let (host, shutdown) = start_with(&manifest, &brokers, dir.path(), env).await;
 
     let all = messages(600, 1_764_000_000);
     let (before, rest) = all.split_at(200);

@@ -1,6 +1,10 @@
 //! The cron trigger: runs a component on a seconds-first schedule. One
 //! component never runs twice at once (its triggers share a lock); ticks
-//! that pass while it runs are skipped and counted, never queued.
+//! that pass while it runs are skipped and counted, never queued. With
+//! Kafka, each trigger runs on one host of the fleet ([`fleet`]), which
+//! also keeps the trigger's feed ledger.
+
+pub mod fleet;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -13,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use toml::Spanned;
 use tracing::Instrument;
 
+use self::fleet::{Fleet, LedgerRecord, LedgerState};
 use super::ConfigCheck;
 use crate::imports::feed::{FeedLedger, FeedObservation};
 use crate::runtime::{CronInvocation, GuestOutput};
@@ -52,6 +57,17 @@ pub struct CronTrigger {
     pub outputs: Arc<[String]>,
     /// Variables overriding the component's for this trigger.
     pub variables: BTreeMap<String, String>,
+}
+
+impl CronTrigger {
+    /// The time between its next two ticks (a day if it has fewer).
+    pub fn period(&self) -> std::time::Duration {
+        let mut ticks = self.schedule.upcoming(Utc);
+        match (ticks.next(), ticks.next()) {
+            (Some(a), Some(b)) => (b - a).to_std().unwrap_or_default(),
+            _ => std::time::Duration::from_secs(86_400),
+        }
+    }
 }
 
 impl CronTriggerConfig {
@@ -122,21 +138,106 @@ pub struct CronRunner {
     function: Arc<Function>,
     running: Arc<Mutex<()>>,
     ledger: Arc<FeedLedger>,
+    fleet: Option<Arc<Fleet>>,
 }
 
 impl CronRunner {
-    /// Prepares `trigger`; `running` must be the same lock for every trigger of the component.
+    /// Prepares `trigger`; `running` must be the same lock for every
+    /// trigger of the component. With a `fleet`, it ticks only while this
+    /// host owns it.
     pub fn new(
         trigger: CronTrigger,
         function: Arc<Function>,
         running: Arc<Mutex<()>>,
         ledger: Arc<FeedLedger>,
+        fleet: Option<Arc<Fleet>>,
     ) -> Self {
         Self {
             trigger,
             function,
             running,
             ledger,
+            fleet,
+        }
+    }
+
+    /// Whether this host runs the tick at `at`: always without a fleet;
+    /// with one, while it owns the trigger, after reading the trigger's
+    /// ledger once per gain of ownership (`synced`: the gain last read).
+    async fn owns(&self, at: DateTime<Utc>, synced: &mut Option<u64>) -> bool {
+        let Some(fleet) = &self.fleet else {
+            return true;
+        };
+        let Some(gained) = fleet.owns(&self.trigger.id) else {
+            *synced = None;
+            return false;
+        };
+        if *synced == Some(gained) {
+            return true;
+        }
+        match self.read_ledger(fleet, at).await {
+            Ok(()) => {
+                *synced = Some(gained);
+                true
+            }
+            Err(e) => {
+                tracing::error!(trigger = %self.trigger.id, error = format!("{e:#}"), "cannot read the trigger's feed ledger from Kafka; tick skipped");
+                false
+            }
+        }
+    }
+
+    /// Takes the trigger's ledger over from whichever host ran it last. A
+    /// version that host began to publish and did not finish is given up.
+    async fn read_ledger(&self, fleet: &Fleet, at: DateTime<Utc>) -> anyhow::Result<()> {
+        let id = &self.trigger.id;
+        let Some(record) = fleet.last(id).await? else {
+            return Ok(());
+        };
+        tracing::info!(trigger = %id, from = %record.host, state = ?record.state, feed_timestamp = ?record.feed_timestamp, "took over the trigger's feed ledger");
+        let Some(timestamp) = record.feed_timestamp else {
+            return Ok(());
+        };
+        self.ledger.raise(id, timestamp)?;
+        if record.state == LedgerState::Publishing {
+            self.give_up(fleet, at, timestamp).await;
+        }
+        Ok(())
+    }
+
+    /// Records feed version `timestamp` as incomplete: cut short, and
+    /// never published again.
+    async fn give_up(&self, fleet: &Fleet, at: DateTime<Utc>, timestamp: u64) {
+        let id = &self.trigger.id;
+        tracing::warn!(trigger = %id, feed_timestamp = timestamp, "a feed version was cut short while being published; it is not published again");
+        self.function
+            .current()
+            .component
+            .metrics()
+            .feed_versions_incomplete
+            .with_label_values(&[self.trigger.component.as_str(), id])
+            .inc();
+        if let Err(e) = self.ledger.raise(id, timestamp) {
+            tracing::error!(trigger = %id, error = %e, "cannot record the feed version in the ledger file");
+        }
+        let record = self.record(at, LedgerState::Incomplete, Some(timestamp));
+        if let Err(e) = fleet.record(record).await {
+            tracing::error!(trigger = %id, error = format!("{e:#}"), "cannot record the incomplete feed version in Kafka");
+        }
+    }
+
+    fn record(
+        &self,
+        at: DateTime<Utc>,
+        state: LedgerState,
+        feed_timestamp: Option<u64>,
+    ) -> LedgerRecord {
+        LedgerRecord {
+            trigger: self.trigger.id.clone(),
+            host: String::new(),
+            tick: at.timestamp(),
+            state,
+            feed_timestamp,
         }
     }
 
@@ -147,6 +248,7 @@ impl CronRunner {
             tracing::warn!(%function, trigger = %self.trigger.id, "cron schedule has no future ticks");
             return;
         };
+        let mut synced = None;
         loop {
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
             tokio::select! {
@@ -154,7 +256,23 @@ impl CronRunner {
                 () = tokio::time::sleep(wait) => {}
             }
             let _running = self.running.lock().await;
-            self.tick(next, publish.as_ref()).await;
+            if self.owns(next, &mut synced).await
+                && !self.tick(next, publish.as_ref()).await
+                && let Some(fleet) = &self.fleet
+            {
+                // A failed tick is still a tick: the fleet sees its owner alive.
+                let record = self.record(
+                    next,
+                    LedgerState::Ticked,
+                    self.ledger.last(&self.trigger.id),
+                );
+                if let Err(e) = fleet.record(record).await {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "cannot record the tick in the feed ledger"
+                    );
+                }
+            }
             let now = Utc::now();
             let (following, missed) = next_after(&self.trigger.schedule, next, now);
             if missed > 0 {
@@ -205,6 +323,20 @@ impl CronRunner {
                 }
             };
             let count = result.messages.len();
+            let published = result
+                .feed_timestamp
+                .filter(|ts| last.is_none_or(|l| *ts > l));
+            if let (Some(fleet), Some(version)) = (&self.fleet, published) {
+                let record = self.record(at, LedgerState::Publishing, Some(version));
+                if let Err(e) = fleet.record(record).await {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "cannot record the feed version about to be published; nothing published"
+                    );
+                    self.function.record_error(format!("feed ledger: {e:#}"));
+                    return false;
+                }
+            }
             if let Err(e) = publish.publish(function, result.messages).await {
                 tracing::error!(
                     error = format!("{e:#}"),
@@ -212,11 +344,13 @@ impl CronRunner {
                     "publishing the invocation's messages failed"
                 );
                 self.function.record_error(format!("publishing: {e:#}"));
+                // Some messages may have landed: with a fleet the version
+                // is published at most once.
+                if let (Some(fleet), Some(version)) = (&self.fleet, published) {
+                    self.give_up(fleet, at, version).await;
+                }
                 return false;
             }
-            let published = result
-                .feed_timestamp
-                .filter(|ts| last.is_none_or(|l| *ts > l));
             if let Some(published) = published
                 && let Err(e) = self.ledger.commit(&feed_name, published)
             {
@@ -224,6 +358,20 @@ impl CronRunner {
                     error = format!("{e:#}"),
                     "recording the published feed timestamp failed"
                 );
+            }
+            if let Some(fleet) = &self.fleet {
+                let state = if published.is_some() {
+                    LedgerState::Published
+                } else {
+                    LedgerState::Ticked
+                };
+                let record = self.record(at, state, self.ledger.last(&feed_name));
+                if let Err(e) = fleet.record(record).await {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "cannot record the tick in the feed ledger"
+                    );
+                }
             }
             tracing::debug!(count, "cron invocation succeeded");
             true

@@ -1,0 +1,292 @@
+//! A fleet: three `weir up` processes against one broker, every table on
+//! S3 (moto), the dev feed server serving a new feed version every second.
+//! Random hosts are SIGKILLed and restarted ten times while feeds and
+//! messages flow. At the end every offset is in the tables exactly once,
+//! every feed version is on its topic at most once (no entity twice for
+//! one header timestamp), and no tick of a cron trigger ran on two hosts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::Message as _;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use tokio_util::sync::CancellationToken;
+use weir_devfeed::{FeedClock, Sample};
+
+use crate::crash::{Process, Rng, broker, host_command};
+use crate::delta::{assert_exactly_once, python_reader_agrees_at, wait_for_all_at};
+use crate::s3::Moto;
+use crate::support::{free_port, function, sample};
+
+const APP: &str = "fleet-test";
+
+/// Two cron triggers (every 2 s and every 3 s) fetching from the dev feed
+/// server, vehicle-transform writing their vehicle messages to S3.
+fn manifest_text(feeds: &str, data: &str, endpoint: &str) -> String {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../functions/vehicle-transform/tables/vehicle_positions.json");
+    let storage = r#"storage = { aws_endpoint = "{{ s3_endpoint }}", aws_allow_http = "true", aws_region = "us-east-1", aws_access_key_id = "weir-test", aws_secret_access_key = "{{ s3_secret }}" }"#;
+    format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "{APP}"
+[variables]
+s3_endpoint = {{ default = "{endpoint}" }}
+s3_secret = {{ required = true, secret = true }}
+
+[[trigger.cron]]
+id = "vehicles"
+component = "gtfs-fetch"
+cron_expression = "*/2 * * * * *"
+outputs = ["fleet_vehicles"]
+variables = {{ feed_url = "{feeds}/vehicle_positions.pb", topic = "fleet_vehicles" }}
+
+[[trigger.cron]]
+id = "trips"
+component = "gtfs-fetch"
+cron_expression = "*/3 * * * * *"
+outputs = ["fleet_trips"]
+variables = {{ feed_url = "{feeds}/trip_updates.pb", topic = "fleet_trips" }}
+
+[component.gtfs-fetch]
+source = "{fetch}"
+allowed_outbound_hosts = ["{feeds}"]
+variables = {{ feed_url = "", topic = "" }}
+
+[[trigger.kafka]]
+id = "vehicles-to-delta"
+component = "vehicle-transform"
+topics = ["fleet_vehicles"]
+batch = {{ max_records = 500, max_ms = 300 }}
+session_timeout_ms = 6000
+tables = {{ vehicle_positions = {{ uri = "{data}/vehicle_positions", partition_by = ["date"], schema = "{schema}", {storage} }} }}
+dead_letter = {{ uri = "{data}/dead_letters", partition_by = ["date"], {storage} }}
+
+[component.vehicle-transform]
+source = "{transform}"
+"#,
+        schema = schema.display(),
+        fetch = function("gtfs-fetch").display(),
+        transform = function("vehicle-transform").display(),
+    )
+}
+
+/// What the hosts' logs say about the cron triggers they gained and lost.
+fn ownership_log(dir: &Path) -> String {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    let mut out = String::new();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        for line in text
+            .lines()
+            .filter(|l| l.contains("cron") || l.contains("ERROR"))
+        {
+            out.push_str(&format!(
+                "{}: {line}\n",
+                log.file_name().unwrap().to_string_lossy()
+            ));
+        }
+    }
+    out
+}
+
+/// Every message of `topic` from the start: (partition, offset, value).
+fn read_topic(brokers: &str, topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-audit"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in metadata.topics()[0].partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .unwrap();
+        if high > low {
+            list.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(low))
+                .unwrap();
+            ends.insert(p.id(), high);
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    consumer.assign(&list).unwrap();
+    let mut done = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done.len() < ends.len() && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = message.unwrap();
+        out.push((
+            m.partition(),
+            m.offset(),
+            m.payload().unwrap_or_default().to_vec(),
+        ));
+        if m.offset() + 1 >= ends[&m.partition()] {
+            done.insert(m.partition());
+        }
+    }
+    assert_eq!(done.len(), ends.len(), "read all of `{topic}`");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_killed_at_random_share_feeds_and_tables_exactly_once() {
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("fleet test seed {seed}");
+    let mut rng = Rng(seed);
+    let moto = Moto::start().await;
+    moto.bucket("weir-fleet").await;
+    let secret = "fleet-secret";
+    let storage = moto.options(secret);
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, brokers) = broker(&dir.path().join("broker"));
+    let feeds_stop = CancellationToken::new();
+    let (feeds, server) = weir_devfeed::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Sample::new(40, 3),
+        FeedClock::Wall(Duration::from_secs(1)),
+        feeds_stop.clone(),
+    )
+    .await
+    .unwrap();
+    let server = tokio::spawn(server);
+    let data = "s3://weir-fleet/data";
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        manifest_text(&format!("http://{feeds}"), data, &moto.endpoint),
+    )
+    .unwrap();
+    let mut round = 0;
+    let start = |index: usize, round: usize| {
+        let log = dir.path().join(format!("host-{index}-{round}.log"));
+        let port = free_port();
+        let mut command = host_command(&manifest, &brokers, port, None, &log);
+        command
+            .env("SPIN_VARIABLE_S3_SECRET", secret)
+            .env("WEIR_DATA_DIR", dir.path().join(format!("data-{index}")));
+        (
+            Process {
+                child: command.spawn().unwrap(),
+                _stdout: None,
+            },
+            port,
+        )
+    };
+    let mut hosts: Vec<(Process, u16)> = (0..3).map(|i| start(i, 0)).collect();
+
+    // Ten kills of a random host, each restarted at once.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for _ in 0..10 {
+        round += 1;
+        let victim = rng.next(3) as usize;
+        println!("round {round}: killing host {victim}");
+        hosts[victim] = start(victim, round);
+        tokio::time::sleep(Duration::from_millis(3_000 + rng.next(4_000))).await;
+    }
+    // Every trigger settles on one owner again: the group's session
+    // timeout and a tick, or, where tansu left a trigger with a dead
+    // member, the rejoin after twice that.
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let mut owners: BTreeMap<String, f64> = BTreeMap::new();
+    for (_, port) in &hosts {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for trigger in ["vehicles", "trips"] {
+            *owners.entry(trigger.to_owned()).or_default() +=
+                sample(&text, &format!(r#"weir_cron_owned{{trigger="{trigger}"}}"#)).unwrap_or(0.0);
+        }
+    }
+    assert_eq!(
+        owners,
+        BTreeMap::from([("trips".to_owned(), 1.0), ("vehicles".to_owned(), 1.0)]),
+        "each trigger runs on exactly one host; the hosts said:\n{}",
+        ownership_log(dir.path())
+    );
+
+    // The feeds stop; everything published reaches the tables.
+    feeds_stop.cancel();
+    server.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let vehicles = read_topic(&brokers, "fleet_vehicles");
+    let (rows, letters) =
+        wait_for_all_at(data, &storage, vehicles.len(), Duration::from_secs(120)).await;
+    assert_exactly_once(&rows, &letters, rows.len(), letters.len());
+    assert_eq!(rows.len() + letters.len(), vehicles.len());
+    drop(hosts);
+    python_reader_agrees_at(
+        &format!("{data}/vehicle_positions"),
+        &storage,
+        &moto.env(secret),
+        "kafka_partition",
+        "kafka_offset",
+    )
+    .await;
+
+    // Each feed version at most once on its topic: no entity twice for
+    // one header timestamp.
+    for topic in ["fleet_vehicles", "fleet_trips"] {
+        let mut seen: BTreeMap<(u64, String), usize> = BTreeMap::new();
+        for (_, _, value) in read_topic(&brokers, topic) {
+            let json: serde_json::Value = serde_json::from_slice(&value).unwrap();
+            let key = (
+                json["feed_timestamp"].as_u64().unwrap(),
+                json["id"].as_str().unwrap().to_owned(),
+            );
+            *seen.entry(key).or_default() += 1;
+        }
+        let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "{topic}: entities published twice: {twice:?}"
+        );
+        let versions: BTreeSet<u64> = seen.keys().map(|(t, _)| *t).collect();
+        assert!(
+            versions.len() >= 10,
+            "{topic}: only {} versions",
+            versions.len()
+        );
+    }
+
+    // No tick ran on two hosts: the ledger names the host of every tick.
+    let mut ticks: BTreeMap<(String, i64), BTreeSet<String>> = BTreeMap::new();
+    for (_, _, value) in read_topic(&brokers, &format!("weir.{APP}.cron")) {
+        let record: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        ticks
+            .entry((
+                record["trigger"].as_str().unwrap().to_owned(),
+                record["tick"].as_i64().unwrap(),
+            ))
+            .or_default()
+            .insert(record["host"].as_str().unwrap().to_owned());
+    }
+    let shared: Vec<_> = ticks.iter().filter(|(_, hosts)| hosts.len() > 1).collect();
+    assert!(shared.is_empty(), "ticks run by two hosts: {shared:?}");
+    let hosts_seen: BTreeSet<&String> = ticks.values().flatten().collect();
+    assert!(hosts_seen.len() >= 2, "ownership moved: {hosts_seen:?}");
+}
