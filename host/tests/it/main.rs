@@ -20,6 +20,7 @@ mod local_restart;
 mod manifest;
 mod metrics;
 mod observability;
+mod props;
 mod runtime;
 mod s3;
 mod support;
