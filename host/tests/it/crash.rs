@@ -329,12 +329,7 @@ async fn kill_9_at_every_crash_point_loses_and_duplicates_nothing() {
 
     // Files written by crashed attempts are never referenced; the host
     // reports them when it opens the table.
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::scrape(port).await;
     let reported = sample(
         &metrics,
         r#"weir_delta_orphan_files{function="vehicle-transform",table="vehicle_positions"}"#,

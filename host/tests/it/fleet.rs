@@ -211,12 +211,7 @@ async fn three_hosts_killed_at_random_share_feeds_and_tables_exactly_once() {
     tokio::time::sleep(Duration::from_secs(40)).await;
     let mut owners: BTreeMap<String, f64> = BTreeMap::new();
     for (_, port) in &hosts {
-        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = crate::support::scrape(*port).await;
         for trigger in ["vehicles", "trips"] {
             *owners.entry(trigger.to_owned()).or_default() +=
                 sample(&text, &format!(r#"weir_cron_owned{{trigger="{trigger}"}}"#)).unwrap_or(0.0);

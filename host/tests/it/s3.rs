@@ -243,12 +243,7 @@ async fn hosts_killed_at_crash_points_commit_to_s3_exactly_once_and_never_log_th
     assert_exactly_once(&rows, &letters, all.len() - malformed, malformed);
 
     // The files of the attempt killed after writing them are reported.
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::scrape(port).await;
     let _ = last.child.kill();
     let _ = last.child.wait();
     let rows_at = format!("{data}/vehicle_positions");

@@ -95,3 +95,13 @@ pub fn free_port() -> u16 {
         .expect("its address")
         .port()
 }
+
+/// The `/metrics` text of the host serving on 127.0.0.1:`port`.
+pub async fn scrape(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
