@@ -4,6 +4,8 @@
 //! a point costs one atomic load. The points of the Kafka → Delta path, in
 //! order: `batch-before-write`, `delta-after-write` (parquet files written,
 //! not committed), `delta-between-tables`, `delta-before-offset-commit`.
+//! Of the cron path: `cron-after-publishing` (the fleet's ledger says a feed
+//! version is being published; none of its messages is sent yet).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

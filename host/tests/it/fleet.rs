@@ -285,3 +285,160 @@ async fn three_hosts_killed_at_random_share_feeds_and_tables_exactly_once() {
     let hosts_seen: BTreeSet<&String> = ticks.values().flatten().collect();
     assert!(hosts_seen.len() >= 2, "ownership moved: {hosts_seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_version_cut_short_is_given_up_by_the_next_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, brokers) = broker(&dir.path().join("broker"));
+    // The feed stays at one version until the test moves it on.
+    let t0 = 1_764_000_000;
+    let clock = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(t0));
+    let feeds_stop = CancellationToken::new();
+    let (feeds, server) = weir_devfeed::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Sample::new(10, 9),
+        FeedClock::Manual(std::sync::Arc::clone(&clock)),
+        feeds_stop.clone(),
+    )
+    .await
+    .unwrap();
+    let _server = tokio::spawn(server);
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"
+spin_manifest_version = 2
+[application]
+name = "cut-short"
+[[trigger.cron]]
+id = "vehicles"
+component = "gtfs-fetch"
+cron_expression = "* * * * * *"
+outputs = ["cut_vehicles"]
+variables = {{ feed_url = "http://{feeds}/vehicle_positions.pb", topic = "cut_vehicles" }}
+[component.gtfs-fetch]
+source = "{fetch}"
+allowed_outbound_hosts = ["http://{feeds}"]
+variables = {{ feed_url = "", topic = "" }}
+"#,
+            fetch = function("gtfs-fetch").display(),
+        ),
+    )
+    .unwrap();
+
+    // The first owner dies after recording `publishing`, before sending.
+    let log = dir.path().join("host-first.log");
+    let mut first = Process {
+        child: host_command(
+            &manifest,
+            &brokers,
+            free_port(),
+            Some("cron-after-publishing"),
+            &log,
+        )
+        .env("WEIR_DATA_DIR", dir.path().join("data-first"))
+        .spawn()
+        .unwrap(),
+        _stdout: None,
+    };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = first.child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)),
+        Some(6),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    // The next owner gives that version up, and publishes the next one.
+    let port = free_port();
+    let _second = Process {
+        child: host_command(
+            &manifest,
+            &brokers,
+            port,
+            None,
+            &dir.path().join("host-second.log"),
+        )
+        .env("WEIR_DATA_DIR", dir.path().join("data-second"))
+        .spawn()
+        .unwrap(),
+        _stdout: None,
+    };
+    let incomplete =
+        r#"weir_feed_versions_incomplete_total{feed="vehicles",function="gtfs-fetch"}"#;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        if let Ok(answer) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            text = answer.text().await.unwrap_or_default();
+            if sample(&text, incomplete) == Some(1.0) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        sample(&text, incomplete),
+        Some(1.0),
+        "{}",
+        ownership_log(dir.path())
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        read_topic(&brokers, "cut_vehicles").is_empty(),
+        "nothing of the version given up is published, however often it is fetched"
+    );
+    clock.store(t0 + 30, std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut published = Vec::new();
+    while published.len() < 10 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        published = read_topic(&brokers, "cut_vehicles");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    published = read_topic(&brokers, "cut_vehicles");
+    let versions: Vec<u64> = published
+        .iter()
+        .map(|(_, _, v)| {
+            serde_json::from_slice::<serde_json::Value>(v).unwrap()["feed_timestamp"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        vec![t0 + 30; 10],
+        "the next version, whole and once"
+    );
+    let states: Vec<(String, Option<u64>)> = read_topic(&brokers, "weir.cut-short.cron")
+        .iter()
+        .map(|(_, _, v)| {
+            let r: serde_json::Value = serde_json::from_slice(v).unwrap();
+            (
+                r["state"].as_str().unwrap().to_owned(),
+                r["feed_timestamp"].as_u64(),
+            )
+        })
+        .filter(|(state, _)| state != "ticked")
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("publishing".to_owned(), Some(t0)),
+            ("incomplete".to_owned(), Some(t0)),
+            ("publishing".to_owned(), Some(t0 + 30)),
+            ("published".to_owned(), Some(t0 + 30)),
+        ]
+    );
+    feeds_stop.cancel();
+}

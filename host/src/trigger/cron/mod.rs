@@ -336,6 +336,7 @@ impl CronRunner {
                     self.function.record_error(format!("feed ledger: {e:#}"));
                     return false;
                 }
+                crate::failpoint::hit("cron-after-publishing");
             }
             if let Err(e) = publish.publish(function, result.messages).await {
                 tracing::error!(
