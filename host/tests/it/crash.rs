@@ -35,6 +35,23 @@ impl Drop for Process {
     }
 }
 
+/// How `process` ended, if it ended within `limit`.
+pub(crate) async fn exited_within(
+    process: &mut Process,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = process.child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `weir dev-broker` on a free port; returns it and its bootstrap address.
 /// Its log (with the group coordinator's decisions) goes to `dir`.log.
 pub(crate) fn broker(dir: &Path) -> (Process, String) {
@@ -271,19 +288,15 @@ async fn kill_9_at_every_crash_point_loses_and_duplicates_nothing() {
         let started = Instant::now();
         if spec.is_some() {
             // Wait for the crash point to abort the process.
-            while started.elapsed() < Duration::from_secs(40) {
-                if let Some(status) = process.child.try_wait().unwrap() {
-                    let log = std::fs::read_to_string(&log).unwrap_or_default();
-                    assert_eq!(
-                        status.signal(),
-                        Some(6),
-                        "round {round} did not abort at {point}: {status:?}\n{log}"
-                    );
-                    aborted_at.insert(point);
-                    orphans_possible |= point == "delta-after-write";
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(status) = exited_within(&mut process, Duration::from_secs(40)).await {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                assert_eq!(
+                    status.signal(),
+                    Some(6),
+                    "round {round} did not abort at {point}: {status:?}\n{log}"
+                );
+                aborted_at.insert(point);
+                orphans_possible |= point == "delta-after-write";
             }
         } else {
             tokio::time::sleep(Duration::from_millis(2_000 + rng.next(6_000))).await;

@@ -16,7 +16,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 use weir_devfeed::{FeedClock, Sample};
 
-use crate::crash::{Process, Rng, broker, host_command};
+use crate::crash::{Process, Rng, broker, exited_within, host_command};
 use crate::delta::{assert_exactly_once, python_reader_agrees_at, wait_for_all_at};
 use crate::s3::Moto;
 use crate::support::{free_port, function, sample};
@@ -342,16 +342,7 @@ variables = {{ feed_url = "", topic = "" }}
         .unwrap(),
         _stdout: None,
     };
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = first.child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = exited_within(&mut first, Duration::from_secs(60)).await;
     assert_eq!(
         status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)),
         Some(6),

@@ -15,7 +15,9 @@ use deltalake::arrow::array::{Int32Array, Int64Array, RecordBatch};
 use futures::TryStreamExt as _;
 use weir::sink::delta::{CommitInfo, StorageOptions, TableSchema, TableWriter, TxnUpdate, read};
 
-use crate::crash::{Process, broker, create_topic, host_command, referenced, stream};
+use crate::crash::{
+    Process, broker, create_topic, exited_within, host_command, referenced, stream,
+};
 use crate::delta::{
     assert_exactly_once, messages, offsets_at, produce, python_reader_agrees_at, start_with,
     wait_for_all_at,
@@ -204,16 +206,7 @@ async fn hosts_killed_at_crash_points_commit_to_s3_exactly_once_and_never_log_th
     {
         let log = dir.path().join(format!("host-{round}.log"));
         let mut process = up(Some(point), &log, free_port());
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = process.child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if started.elapsed() > Duration::from_secs(90) {
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let status = exited_within(&mut process, Duration::from_secs(90)).await;
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert_eq!(
             status.and_then(|s| s.signal()),
