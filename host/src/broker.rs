@@ -36,18 +36,33 @@ impl EmbeddedBroker {
     /// Starts a broker on 127.0.0.1:`port` (0 picks a free port) whose log
     /// lives in `dir/broker.db`, and waits until it accepts connections.
     pub async fn start(dir: &Path, port: u16) -> anyhow::Result<Self> {
+        Self::start_on(dir, SocketAddr::from((Ipv4Addr::LOCALHOST, port)), None).await
+    }
+
+    /// Starts a broker listening on `listen` (port 0 picks a free port) that
+    /// tells clients to connect to `advertise` (a host name, e.g. a compose
+    /// service's; default: the listening address), and waits until it
+    /// accepts connections.
+    pub async fn start_on(
+        dir: &Path,
+        listen: SocketAddr,
+        advertise: Option<&str>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create `{}`", dir.display()))?;
-        let port = match port {
+        let listen = match listen.port() {
             // tansu binds the listener itself and must advertise the real
             // port up front: take a free one from the OS first.
-            0 => TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-                .local_addr()?
-                .port(),
-            port => port,
+            0 => TcpListener::bind(listen)?.local_addr()?,
+            _ => listen,
         };
-        let address = format!("127.0.0.1:{port}");
-        let listener = Url::parse(&format!("tcp://{address}"))?;
+        let address = match advertise {
+            Some(host) => format!("{host}:{}", listen.port()),
+            None => listen.to_string(),
+        };
+        let listener = Url::parse(&format!("tcp://{listen}"))?;
+        let advertised = Url::parse(&format!("tcp://{address}"))
+            .with_context(|| format!("cannot advertise `{address}`"))?;
         let db = std::path::absolute(dir.join("broker.db"))?;
         // tansu joins the URL path onto its working directory after dropping
         // one leading `/`; a second `/` keeps an absolute path absolute.
@@ -56,7 +71,7 @@ impl EmbeddedBroker {
         let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("weir-broker".into())
-            .spawn(move || serve(listener, storage, built, stopped))
+            .spawn(move || serve(listener, advertised, storage, built, stopped))
             .context("cannot start the embedded broker's thread")?;
         let mut broker = Self {
             bootstrap: address,
@@ -66,7 +81,11 @@ impl EmbeddedBroker {
         ready
             .await
             .context("the embedded broker's thread ended while starting")??;
-        let addr: SocketAddr = broker.bootstrap.parse()?;
+        // A wildcard listener is probed on loopback.
+        let addr = match listen.ip() {
+            ip if ip.is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, listen.port())),
+            _ => listen,
+        };
         let thread = broker.thread.as_ref();
         let listening = async {
             while tokio::net::TcpStream::connect(addr).await.is_err() {
@@ -83,8 +102,7 @@ impl EmbeddedBroker {
         if timed_out || broker.thread.as_ref().is_some_and(JoinHandle::is_finished) {
             broker.halt();
             anyhow::bail!(
-                "the embedded broker did not listen on {} ({})",
-                broker.bootstrap,
+                "the embedded broker did not listen on {listen} ({})",
                 if timed_out {
                     "not within 30 s"
                 } else {
@@ -121,6 +139,7 @@ impl Drop for EmbeddedBroker {
 /// every task tansu spawned.
 fn serve(
     listener: Url,
+    advertised: Url,
     storage: Url,
     built: oneshot::Sender<anyhow::Result<()>>,
     stop: oneshot::Receiver<()>,
@@ -142,7 +161,7 @@ fn serve(
             .node_id(1)
             .cluster_id("weir-local")
             .incarnation_id(uuid::Uuid::new_v4())
-            .advertised_listener(listener.clone())
+            .advertised_listener(advertised)
             .listener(listener)
             .storage(storage)
             .silent(true)

@@ -82,5 +82,13 @@ weir_env = services.get("weir", {}).get("environment", {})
 if "toei_odpt_train_vehicle" not in str(weir_env.get("SPIN_VARIABLE_VEHICLE_FEED_URL", "")):
     problems.append("the vehicle feed does not default to the public ODPT Toei feed")
 
+# docker-compose 1.29 (Debian 12's) refuses a top-level `name:`; the
+# project name comes from .env, which both Compose implementations read.
+if "name" in compose:
+    problems.append("a top-level `name:` key: docker-compose 1.29 refuses it (use .env)")
+dotenv = (root / ".env").read_text().split()
+if "COMPOSE_PROJECT_NAME=weir" not in dotenv:
+    problems.append(".env does not name the compose project `weir`")
+
 print("\n".join(problems))
 sys.exit(1 if problems else 0)

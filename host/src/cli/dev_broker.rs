@@ -14,9 +14,18 @@ pub(super) struct DevBrokerArgs {
     /// Directory of the broker's sqlite log.
     #[arg(long, default_value = "data/broker")]
     data_dir: PathBuf,
-    /// Port on 127.0.0.1 (0 picks a free one).
+    /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 9092)]
     port: u16,
+    /// Address to listen on; `0.0.0.0` in a container, so that other
+    /// containers reach it.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Host name clients are told to connect to (Kafka's advertised
+    /// listener), e.g. the compose service's name; default: the address
+    /// listened on.
+    #[arg(long)]
+    advertise: Option<String>,
 }
 
 impl DevBrokerArgs {
@@ -25,7 +34,9 @@ impl DevBrokerArgs {
         runtime.block_on(async {
             let shutdown = CancellationToken::new();
             tokio::spawn(super::up::cancel_on_signal(shutdown.clone()));
-            let broker = EmbeddedBroker::start(&self.data_dir, self.port).await?;
+            let listen = std::net::SocketAddr::new(self.host, self.port);
+            let broker =
+                EmbeddedBroker::start_on(&self.data_dir, listen, self.advertise.as_deref()).await?;
             println!("{}", broker.bootstrap);
             shutdown.cancelled().await;
             drop(broker);

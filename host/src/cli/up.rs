@@ -78,6 +78,7 @@ impl UpArgs {
             super::build::build_outdated(&manifest)?;
         }
         let data_dir = manifest.dir.join(&self.data_dir);
+        writable(&data_dir)?;
         let token = if self.no_deploy {
             None
         } else {
@@ -178,6 +179,56 @@ fn dev_feed_addr(manifest: &Manifest) -> SocketAddr {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8717)))
 }
 
+/// Makes the data dir if missing and checks that this process can write in
+/// it, so that a bind mount owned by another user (a Windows folder under
+/// WSL2, a host folder mounted into the image's non-root user) fails at
+/// start with what to do, not at the first table commit.
+fn writable(dir: &std::path::Path) -> anyhow::Result<()> {
+    let probe = dir.join(format!(
+        ".weir-write-check-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let checked = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b""))
+        .and_then(|()| std::fs::remove_file(&probe));
+    checked.map_err(|e| {
+        let owner = owner(dir).unwrap_or_default();
+        let user = current_uid().map_or_else(String::new, |uid| format!(" (uid {uid})"));
+        anyhow::anyhow!(
+            "the data directory `{}`{owner} is not writable by this process{user}: {e}. \
+             Give it write access (`chown` the folder to that uid, or mount a named volume \
+             there; docs/windows-wsl2.md), or point --data-dir / WEIR_DATA_DIR elsewhere",
+            dir.display()
+        )
+    })
+}
+
+/// ` (owned by uid N, mode NNN)` for an existing path.
+fn owner(path: &std::path::Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(format!(
+            " (owned by uid {}, mode {:o})",
+            meta.uid(),
+            meta.mode() & 0o7777
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// This process's real user id, where /proc tells it.
+fn current_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
 /// Cancels `shutdown` on the first SIGINT (Ctrl-C) or SIGTERM.
 pub(super) async fn cancel_on_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
@@ -204,8 +255,31 @@ pub(super) async fn cancel_on_signal(shutdown: CancellationToken) {
 mod tests {
     use std::path::Path;
 
-    use super::dev_feed_addr;
+    use super::{dev_feed_addr, writable};
     use crate::manifest::Manifest;
+
+    #[test]
+    fn a_data_dir_that_cannot_be_written_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = dir.path().join("new/data");
+        writable(&made).unwrap();
+        assert!(made.is_dir(), "made if missing");
+        assert_eq!(
+            std::fs::read_dir(&made).unwrap().count(),
+            0,
+            "probe removed"
+        );
+        // A file where the data dir should be (as root, a mode alone
+        // cannot refuse; the image's non-root case is the live compose test).
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let message = writable(&file.join("data")).unwrap_err().to_string();
+        assert!(
+            message.contains("is not writable by this process"),
+            "{message}"
+        );
+        assert!(message.contains("docs/windows-wsl2.md"), "{message}");
+    }
 
     fn addr_for(env: &[(&str, &str)]) -> String {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml");

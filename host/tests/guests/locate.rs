@@ -25,6 +25,9 @@ fn cargo_build(dir: &Path, args: &[&str], target: &Path) {
         .arg("--target-dir")
         .arg(target)
         .current_dir(dir)
+        // The test command lints the workspace through clippy-driver; these
+        // builds are for another target, in target dirs of their own.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .output()
         .expect("cannot run cargo");
     let stderr = String::from_utf8_lossy(&output.stderr);

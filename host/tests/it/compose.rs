@@ -32,7 +32,7 @@ fn compose_mounts_what_the_repo_has_and_the_tests_run() {
 #[test]
 fn the_dockerfile_builds_as_ci_does_and_ships_what_the_manifest_needs() {
     let dockerfile = read("Dockerfile");
-    let ci = read(".ci/run");
+    let ci = read("scripts/test");
     // One dependency script for both.
     assert!(
         dockerfile.contains("RUN .ci/install-build-deps\n"),
@@ -74,4 +74,33 @@ fn the_dockerfile_builds_as_ci_does_and_ships_what_the_manifest_needs() {
     }
     assert!(dockerfile.contains("USER weir"), "non-root");
     assert!(dockerfile.contains("HEALTHCHECK"));
+}
+
+/// docs/windows-wsl2.md promises LF for every text file, even in a clone
+/// made on Windows with `core.autocrlf=true`: what git stores and what
+/// `.gitattributes` asks for, for every file in the index.
+#[test]
+fn every_text_file_is_stored_and_checked_out_with_lf() {
+    let output = Command::new("git")
+        .args(["ls-files", "--eol"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let listing = String::from_utf8(output.stdout).unwrap();
+    let mut scripts = 0;
+    for line in listing.lines() {
+        let (flags, path) = line.split_once('\t').unwrap();
+        let flags: Vec<&str> = flags.split_whitespace().collect();
+        if flags[0] == "i/-text" || flags[0] == "i/none" {
+            continue; // binary, or empty
+        }
+        assert_eq!(flags[0], "i/lf", "{path} is stored with {}", flags[0]);
+        assert!(
+            line.contains("attr/text=auto eol=lf") || line.contains("attr/-text"),
+            "{path}: not covered by `* text=auto eol=lf`: {line}"
+        );
+        scripts += usize::from(path.starts_with("scripts/") || path.starts_with(".ci/"));
+    }
+    assert!(scripts >= 4, "the shell scripts are in the listing");
 }

@@ -7,6 +7,7 @@
 mod broker;
 mod cli;
 mod compose;
+mod compose_live;
 mod crash;
 mod cron;
 mod delta;
