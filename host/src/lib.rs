@@ -16,6 +16,7 @@
 //!   or S3 and their dead-letter table).
 //! - [`metrics`]: every metric name and label, in one registry.
 //! - [`broker`]: the embedded Kafka-protocol broker of local mode (tansu).
+//! - [`disk`]: free space under the data dir and local tables.
 //! - [`versions`]: the running version of every function; deploy, rollback, `--watch`.
 //! - [`admin`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`, the function API).
 //! - [`failpoint`]: named crash points for the kill -9 tests.
@@ -30,6 +31,7 @@ pub mod admin;
 mod bindings;
 pub mod broker;
 pub mod cli;
+pub mod disk;
 pub mod failpoint;
 pub mod imports;
 pub mod manifest;

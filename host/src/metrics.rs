@@ -76,6 +76,18 @@ pub struct Metrics {
     /// cut short while being published (a crash, a failed publish), never
     /// published again.
     pub feed_versions_incomplete: IntCounterVec,
+    /// `weir_feed_publish_failures_total{function,feed}`: fetches whose
+    /// messages could not be published (the brokers did not answer the
+    /// ledger or did not take the messages); the version is fetched again.
+    pub feed_publish_failures: IntCounterVec,
+    /// `weir_kafka_reachable{trigger}` = 1 while the trigger's last exchange
+    /// with the brokers was answered, 0 while it was not (a Kafka trigger's
+    /// lag probe every 10 s; a cron trigger's ledger records and publishes).
+    /// `/readyz` is not ready while any is 0.
+    pub kafka_reachable: IntGaugeVec,
+    /// `weir_disk_free_bytes{path}`: free bytes on the filesystem of the
+    /// data dir and of every local table (measured every 10 s).
+    pub disk_free: IntGaugeVec,
     /// `weir_component_info{function,world,digest}` = 1 for the running version;
     /// `world` (`fetcher`, `transformer`) lets rules tell fetches from transforms.
     pub component_info: IntGaugeVec,
@@ -219,6 +231,24 @@ impl Metrics {
                 "weir_feed_versions_incomplete_total",
                 "Feed versions cut short while being published, never published again.",
                 &["function", "feed"],
+            ),
+            feed_publish_failures: counter(
+                &registry,
+                "weir_feed_publish_failures_total",
+                "Fetches whose messages could not be published (brokers unreachable or refusing).",
+                &["function", "feed"],
+            ),
+            kafka_reachable: gauge(
+                &registry,
+                "weir_kafka_reachable",
+                "1 while the trigger's last exchange with the Kafka brokers was answered, else 0.",
+                &["trigger"],
+            ),
+            disk_free: gauge(
+                &registry,
+                "weir_disk_free_bytes",
+                "Free bytes on the filesystem of the data dir and of every local table.",
+                &["path"],
             ),
             component_info: gauge(
                 &registry,
@@ -479,11 +509,33 @@ impl Metrics {
         }
     }
 
+    /// The triggers whose brokers did not answer their last exchange.
+    pub fn kafka_unreachable(&self) -> Vec<String> {
+        use prometheus::core::Collector as _;
+        self.kafka_reachable
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|m| m.get_gauge().get_value() == 0.0)
+            .flat_map(|m| m.get_label().iter().map(|l| l.value().to_owned()))
+            .collect()
+    }
+
+    /// Records whether `trigger`'s last exchange with the brokers was answered.
+    pub fn set_kafka_reachable(&self, trigger: &str, answered: bool) {
+        self.kafka_reachable
+            .with_label_values(&[trigger])
+            .set(i64::from(answered));
+    }
+
     /// Creates the zero series of a cron trigger's feed and output topics.
     pub fn init_feed(&self, function: &str, feed: &str, topics: &[String]) {
         self.feed_unchanged.with_label_values(&[function, feed]);
         self.feed_versions_incomplete
             .with_label_values(&[function, feed]);
+        self.feed_publish_failures
+            .with_label_values(&[function, feed]);
+        self.kafka_reachable.with_label_values(&[feed]).set(1);
         self.feed_invalid_strings
             .with_label_values(&[function, feed]);
         for topic in topics {
@@ -494,7 +546,8 @@ impl Metrics {
     }
 
     /// Creates the zero series of a Kafka trigger's partitions and topics.
-    pub fn init_consumer(&self, function: &str, topics: &[String]) {
+    pub fn init_consumer(&self, trigger: &str, function: &str, topics: &[String]) {
+        self.kafka_reachable.with_label_values(&[trigger]).set(1);
         self.kafka_assigned_partitions
             .with_label_values(&[function]);
         self.kafka_rejoins.with_label_values(&[function]);

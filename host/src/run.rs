@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminConfig, AdminState};
 use crate::broker::EmbeddedBroker;
+use crate::disk;
 use crate::imports::feed::FeedLedger;
 use crate::imports::producer::OutMessage;
 use crate::manifest::Manifest;
@@ -108,6 +109,19 @@ impl Host {
         tracing::info!(%addr, deploys = state.config.token.is_some(), "serving /metrics, /healthz, /readyz and /functions");
         let mut tasks = JoinSet::new();
         tasks.spawn(async move { server.await.context("admin server failed") });
+        if !config.once {
+            let tables = manifest.triggers.iter().filter_map(|t| match t {
+                Trigger::Kafka(k) => Some(k.tables.values().chain([&k.dead_letter])),
+                Trigger::Cron(_) => None,
+            });
+            let paths = config
+                .data_dir
+                .iter()
+                .cloned()
+                .chain(tables.flatten().filter_map(|t| disk::local_table(&t.uri)))
+                .collect();
+            tasks.spawn(disk::watch(paths, Arc::clone(&metrics), shutdown.clone()).map(Ok));
+        }
         let locks: HashMap<&str, Arc<Mutex<()>>> = manifest
             .components
             .keys()

@@ -206,7 +206,7 @@ mod tests {
     fn a_transform_without_partitions_while_messages_wait_is_called_out() {
         let m = Metrics::new();
         m.init_function("f", "transformer");
-        m.init_consumer("f", &["t".to_owned()]);
+        m.init_consumer("k", "f", &["t".to_owned()]);
         let idle = || lines(&m, [("f", &[][..])].into_iter());
         // Nothing waiting: owning nothing is fine.
         assert!(!idle()[0].stalled());

@@ -1,5 +1,5 @@
 //! The host's HTTP server: `/metrics` (Prometheus text), `/healthz`
-//! (process alive), `/readyz` (every trigger started) and the function API
+//! (process alive), `/readyz` (every trigger started, brokers answering) and the function API
 //! of [`functions`] (list, deploy, roll back). Bound to loopback unless
 //! configured otherwise; deploys need a bearer token.
 
@@ -93,11 +93,24 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     )
 }
 
+/// Ready once every trigger started, and while every trigger's brokers
+/// answer (a broker outage takes the host out of a load balancer's or an
+/// orchestrator's rotation; `/healthz` stays up, so it is not restarted).
 async fn ready(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
+    if !state.ready.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_owned());
+    }
+    let unreachable = state.metrics.kafka_unreachable();
+    if unreachable.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the Kafka brokers do not answer trigger(s) {}\n",
+                unreachable.join(", ")
+            ),
+        )
     }
 }
 

@@ -55,12 +55,24 @@ pub(crate) async fn exited_within(
 /// `weir dev-broker` on a free port; returns it and its bootstrap address.
 /// Its log (with the group coordinator's decisions) goes to `dir`.log.
 pub(crate) fn broker(dir: &Path) -> (Process, String) {
+    broker_on(dir, 0)
+}
+
+/// [`broker`] on `port` (0: a free one); a broker started again on the
+/// same port and `dir` serves what the last one stored. Its log is
+/// appended to.
+pub(crate) fn broker_on(dir: &Path, port: u16) -> (Process, String) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.with_extension("log"))
+        .unwrap();
     let mut child = Command::new(WEIR)
-        .args(["dev-broker", "--port", "0", "--data-dir"])
+        .args(["dev-broker", "--port", &port.to_string(), "--data-dir"])
         .arg(dir)
         .env("RUST_LOG", "warn,tansu_broker::coordinator=info")
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());

@@ -396,7 +396,7 @@ async fn letter_kinds(uri: &Path) -> BTreeMap<(i32, i64), String> {
 }
 
 /// Dead letters as (partition, offset) → the text of `field`.
-async fn letter_texts(uri: &Path, field: &str) -> BTreeMap<(i32, i64), String> {
+pub(crate) async fn letter_texts(uri: &Path, field: &str) -> BTreeMap<(i32, i64), String> {
     let table = read::open(&uri.display().to_string()).await.unwrap();
     let mut texts = BTreeMap::new();
     for batch in read::scan(&table).await.unwrap() {

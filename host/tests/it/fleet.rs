@@ -100,7 +100,7 @@ fn ownership_log(dir: &Path) -> String {
 }
 
 /// Every message of `topic` from the start: (partition, offset, value).
-fn read_topic(brokers: &str, topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
+pub(crate) fn read_topic(brokers: &str, topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}-audit"))
@@ -145,6 +145,26 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
     }
     assert_eq!(done.len(), ends.len(), "read all of `{topic}`");
     out
+}
+
+/// The feed versions (header timestamps) on `topic`, after checking that
+/// none is there twice: no entity twice for one header timestamp.
+pub(crate) fn versions_published_once(brokers: &str, topic: &str) -> BTreeSet<u64> {
+    let mut seen: BTreeMap<(u64, String), usize> = BTreeMap::new();
+    for (_, _, value) in read_topic(brokers, topic) {
+        let json: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        let key = (
+            json["feed_timestamp"].as_u64().unwrap(),
+            json["id"].as_str().unwrap().to_owned(),
+        );
+        *seen.entry(key).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{topic}: entities published twice: {twice:?}"
+    );
+    seen.keys().map(|(t, _)| *t).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,21 +266,7 @@ async fn three_hosts_killed_at_random_share_feeds_and_tables_exactly_once() {
     // Each feed version at most once on its topic: no entity twice for
     // one header timestamp.
     for topic in ["fleet_vehicles", "fleet_trips"] {
-        let mut seen: BTreeMap<(u64, String), usize> = BTreeMap::new();
-        for (_, _, value) in read_topic(&brokers, topic) {
-            let json: serde_json::Value = serde_json::from_slice(&value).unwrap();
-            let key = (
-                json["feed_timestamp"].as_u64().unwrap(),
-                json["id"].as_str().unwrap().to_owned(),
-            );
-            *seen.entry(key).or_default() += 1;
-        }
-        let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(
-            twice.is_empty(),
-            "{topic}: entities published twice: {twice:?}"
-        );
-        let versions: BTreeSet<u64> = seen.keys().map(|(t, _)| *t).collect();
+        let versions = versions_published_once(&brokers, topic);
         assert!(
             versions.len() >= 10,
             "{topic}: only {} versions",

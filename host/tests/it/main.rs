@@ -12,15 +12,18 @@ mod crash;
 mod cron;
 mod delta;
 mod deploy;
+mod disk_full;
 mod docs;
 mod fetch;
 mod fetch_bad_input;
 mod fleet;
+mod hostile;
 mod layers;
 mod local_restart;
 mod manifest;
 mod metrics;
 mod observability;
+
 mod props;
 mod runtime;
 mod s3;

@@ -88,3 +88,60 @@ async fn metrics_endpoint_shows_counters_moving() {
         .unwrap()
         .unwrap();
 }
+
+/// `/readyz` of `addr` until it answers `status` with a body containing
+/// `naming`; panics after `limit`.
+async fn wait_readyz(addr: SocketAddr, status: u16, naming: &str, limit: Duration) {
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    loop {
+        let (now, body) = get(&client, addr, "/readyz").await;
+        if now == status && body.contains(naming) {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "/readyz answers {now} {body:?}, not {status} naming {naming:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_the_brokers_do_not_answer_and_200_once_they_do() {
+    let topic = "readyz_vehicles";
+    let (cluster, brokers) = crate::support::cluster(topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("delta");
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(&manifest, crate::delta::manifest_text(topic, &data, 100)).unwrap();
+    let (host, shutdown) =
+        crate::delta::start_with(&manifest, &brokers, dir.path(), Vec::new()).await;
+    let reachable = r#"weir_kafka_reachable{trigger="vehicles"}"#;
+    wait_readyz(host.addr, 200, "ready", Duration::from_secs(30)).await;
+    assert_eq!(sample(&host.metrics.encode(), reachable), Some(1.0));
+
+    cluster.broker_down(1).unwrap();
+    // The lag probe asks every 10 s and waits 10 s for an answer.
+    wait_readyz(
+        host.addr,
+        503,
+        "the Kafka brokers do not answer trigger(s) vehicles",
+        Duration::from_secs(40),
+    )
+    .await;
+    assert_eq!(sample(&host.metrics.encode(), reachable), Some(0.0));
+
+    cluster.broker_up(1).unwrap();
+    wait_readyz(host.addr, 200, "ready", Duration::from_secs(40)).await;
+    assert_eq!(sample(&host.metrics.encode(), reachable), Some(1.0));
+    // The stream goes on.
+    let sent = crate::delta::messages(50, 1_764_000_000);
+    crate::delta::produce(&brokers, topic, &sent).await;
+    let (rows, letters) =
+        crate::delta::wait_for_all(&data, sent.len(), Duration::from_secs(30)).await;
+    let malformed = sent.iter().filter(|(_, _, bad)| *bad).count();
+    crate::delta::assert_exactly_once(&rows, &letters, sent.len() - malformed, malformed);
+    shutdown.cancel();
+    host.wait().await.unwrap();
+}

@@ -170,6 +170,9 @@ impl CronRunner {
         };
         let Some(gained) = fleet.owns(&self.trigger.id) else {
             *synced = None;
+            // Not this host's trigger: no exchange of it with the brokers
+            // to report (the fleet's own consumer keeps asking them).
+            self.brokers_answered(true);
             return false;
         };
         if *synced == Some(gained) {
@@ -182,6 +185,7 @@ impl CronRunner {
             }
             Err(e) => {
                 tracing::error!(trigger = %self.trigger.id, error = format!("{e:#}"), "cannot read the trigger's feed ledger from Kafka; tick skipped");
+                self.brokers_answered(false);
                 false
             }
         }
@@ -224,6 +228,29 @@ impl CronRunner {
         if let Err(e) = fleet.record(record).await {
             tracing::error!(trigger = %id, error = format!("{e:#}"), "cannot record the incomplete feed version in Kafka");
         }
+    }
+
+    /// Records whether the brokers answered this trigger's last exchange
+    /// (`weir_kafka_reachable`, which `/readyz` reads).
+    fn brokers_answered(&self, answered: bool) {
+        self.function
+            .current()
+            .component
+            .metrics()
+            .set_kafka_reachable(&self.trigger.id, answered);
+    }
+
+    /// Counts a fetch whose messages could not be published; the brokers
+    /// did not answer.
+    fn publish_failed(&self) {
+        self.function
+            .current()
+            .component
+            .metrics()
+            .feed_publish_failures
+            .with_label_values(&[self.trigger.component.as_str(), &self.trigger.id])
+            .inc();
+        self.brokers_answered(false);
     }
 
     fn record(
@@ -271,6 +298,7 @@ impl CronRunner {
                         error = format!("{e:#}"),
                         "cannot record the tick in the feed ledger"
                     );
+                    self.brokers_answered(false);
                 }
             }
             let now = Utc::now();
@@ -334,6 +362,7 @@ impl CronRunner {
                         "cannot record the feed version about to be published; nothing published"
                     );
                     self.function.record_error(format!("feed ledger: {e:#}"));
+                    self.publish_failed();
                     return false;
                 }
                 crate::failpoint::hit("cron-after-publishing");
@@ -345,6 +374,7 @@ impl CronRunner {
                     "publishing the invocation's messages failed"
                 );
                 self.function.record_error(format!("publishing: {e:#}"));
+                self.publish_failed();
                 // Some messages may have landed: with a fleet the version
                 // is published at most once.
                 if let (Some(fleet), Some(version)) = (&self.fleet, published) {
@@ -367,12 +397,16 @@ impl CronRunner {
                     LedgerState::Ticked
                 };
                 let record = self.record(at, state, self.ledger.last(&feed_name));
-                if let Err(e) = fleet.record(record).await {
+                let recorded = fleet.record(record).await;
+                if let Err(e) = &recorded {
                     tracing::warn!(
                         error = format!("{e:#}"),
                         "cannot record the tick in the feed ledger"
                     );
                 }
+                self.brokers_answered(recorded.is_ok());
+            } else if count > 0 {
+                self.brokers_answered(true);
             }
             tracing::debug!(count, "cron invocation succeeded");
             true

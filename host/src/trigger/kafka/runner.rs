@@ -189,7 +189,7 @@ impl KafkaRunner {
             Arc::clone(&metrics),
         )
         .with_context(|| format!("trigger `{}`: creating the consumer", trigger.id))?;
-        metrics.init_consumer(&function, &trigger.topics);
+        metrics.init_consumer(&trigger.id, &function, &trigger.topics);
         let consumer = Arc::new(consumer);
         match config.ownership {
             Ownership::Group => {
@@ -235,6 +235,7 @@ impl KafkaRunner {
         let probe = tokio::spawn(probe_lag(
             Arc::clone(&self.consumer),
             self.trigger.topics.clone(),
+            self.trigger.id.clone(),
             self.committer.function().to_owned(),
             Arc::clone(&self.metrics),
             self.rejoin_after,
@@ -694,10 +695,12 @@ impl Stall {
 /// a trigger left without partitions while messages wait is visible. With
 /// `rejoin_after` (in a consumer group), a host that owns no partition
 /// while messages wait and their lag does not go down for that long leaves
-/// the group and joins it again (see [`Stall`]).
+/// the group and joins it again (see [`Stall`]). Whether the brokers
+/// answered is `weir_kafka_reachable{trigger}`.
 async fn probe_lag(
     consumer: Arc<StreamConsumer<Context>>,
     topics: Vec<String>,
+    trigger: String,
     function: String,
     metrics: Arc<Metrics>,
     rejoin_after: Option<Duration>,
@@ -709,6 +712,10 @@ async fn probe_lag(
         match tokio::task::spawn_blocking(move || consumer::topic_lag(&c, &t, BROKER_TIMEOUT)).await
         {
             Ok(Ok(lags)) => {
+                if metrics.kafka_unreachable().contains(&trigger) {
+                    tracing::info!(function, "the Kafka brokers answer again");
+                }
+                metrics.set_kafka_reachable(&trigger, true);
                 let waiting = lags.iter().map(|(_, lag)| lag).sum();
                 for (topic, lag) in lags {
                     metrics
@@ -732,7 +739,12 @@ async fn probe_lag(
                     }
                 }
             }
-            Ok(Err(e)) => tracing::debug!(function, error = %e, "cannot probe the topics' lag"),
+            Ok(Err(e)) => {
+                if !metrics.kafka_unreachable().contains(&trigger) {
+                    tracing::warn!(function, error = %e, "the Kafka brokers do not answer");
+                }
+                metrics.set_kafka_reachable(&trigger, false);
+            }
             Err(e) => tracing::warn!(function, error = %e, "the lag probe panicked"),
         }
         tokio::select! {
