@@ -257,37 +257,26 @@ fn weir_image() {
     let release = context.path().join("target/release");
     std::fs::create_dir_all(&release).unwrap();
     std::fs::copy(env!("CARGO_BIN_EXE_weir"), release.join("weir")).unwrap();
-    run(
-        "docker",
-        &[
-            "build",
-            "--quiet",
-            "--network",
-            "host",
-            "--tag",
-            IMAGE,
-            context.path().to_str().unwrap(),
-        ],
-    );
+    docker_build(IMAGE, context.path(), None);
+}
+
+/// `docker build` of `context` as `tag` (with `dockerfile`, else the
+/// context's own), on the host's network: the runtime stage's apt-get
+/// reaches Debian's mirror without the engine's NAT.
+fn docker_build(tag: &str, context: &Path, dockerfile: Option<&Path>) {
+    let mut args = vec!["build", "--quiet", "--network", "host", "--tag", tag];
+    if let Some(file) = dockerfile {
+        args.extend(["--file", file.to_str().unwrap()]);
+    }
+    args.push(context.to_str().unwrap());
+    run("docker", &args);
 }
 
 /// Prometheus, Alertmanager and Python from Debian's packages.
 fn observability_image() {
     let dir = repo().join("host/tests/compose");
-    run(
-        "docker",
-        &[
-            "build",
-            "--quiet",
-            "--network",
-            "host",
-            "--tag",
-            OBSERVABILITY_IMAGE,
-            "--file",
-            dir.join("observability.Dockerfile").to_str().unwrap(),
-            dir.to_str().unwrap(),
-        ],
-    );
+    let dockerfile = dir.join("observability.Dockerfile");
+    docker_build(OBSERVABILITY_IMAGE, &dir, Some(&dockerfile));
 }
 
 /// The services the test runs (compose.yaml's, but Grafana and the two
@@ -324,8 +313,10 @@ impl Stack {
         Self { project, secrets }
     }
 
-    fn compose(&self, args: &[&str]) -> String {
-        let output = Command::new("docker-compose")
+    /// `docker-compose` over compose.yaml and the override, for this project.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("docker-compose");
+        command
             .current_dir(repo())
             .args(["--project-name", &self.project])
             .args(["--file", "compose.yaml"])
@@ -337,9 +328,12 @@ impl Stack {
             .env(
                 "VEHICLE_FEED_URL",
                 "http://127.0.0.1:8717/vehicle_positions.pb",
-            )
-            .output()
-            .unwrap();
+            );
+        command
+    }
+
+    fn compose(&self, args: &[&str]) -> String {
+        let output = self.command(args).output().unwrap();
         assert!(
             output.status.success(),
             "docker-compose {args:?} failed:\n{}",
@@ -402,15 +396,8 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = Command::new("docker-compose")
-            .current_dir(repo())
-            .args(["--project-name", &self.project])
-            .args(["--file", "compose.yaml"])
-            .args(["--file", "host/tests/compose/override.yaml"])
-            .args(["down", "--volumes", "--remove-orphans", "--timeout", "5"])
-            .env("WEIR_TEST_IMAGE", IMAGE)
-            .env("WEIR_TEST_OBSERVABILITY_IMAGE", OBSERVABILITY_IMAGE)
-            .env("WEIR_TEST_SECRETS", self.secrets.path())
+        let _ = self
+            .command(&["down", "--volumes", "--remove-orphans", "--timeout", "5"])
             .output();
     }
 }

@@ -13,8 +13,8 @@ const LAYERS: [&[&str]; 6] = [
     &["bindings", "failpoint", "metrics", "telemetry"],
     // What a guest may call, the sandbox that runs guests, where output goes.
     &["imports", "runtime", "sink"],
-    // The running versions of functions; the embedded broker.
-    &["versions", "broker"],
+    // The running versions of functions; the embedded broker; free space.
+    &["versions", "broker", "disk"],
     // What wakes functions, and the manifest that configures them.
     &["trigger", "manifest"],
     // The host process: its server, status, run loop.
