@@ -31,13 +31,14 @@ pub const SWAP_RESULTS: [&str; 7] = [
     "no_previous",
 ];
 /// `kind` values of `weir_outbound_http_errors_total`.
-pub const HTTP_ERROR_KINDS: [&str; 8] = [
+pub const HTTP_ERROR_KINDS: [&str; 9] = [
     "denied",
     "dns",
     "connect",
     "timeout",
     "tls",
     "too_large",
+    "too_many",
     "bad_request",
     "other",
 ];
@@ -93,7 +94,7 @@ pub struct Metrics {
     pub component_info: IntGaugeVec,
     /// `weir_build_info{version}` = 1.
     pub build_info: IntGaugeVec,
-    /// `weir_outbound_http_errors_total{function,kind}`; kind: denied, dns, connect, timeout, tls, too_large, bad_request, other.
+    /// `weir_outbound_http_errors_total{function,kind}`; kind: denied, dns, connect, timeout, tls, too_large, too_many, bad_request, other.
     pub outbound_http_errors: IntCounterVec,
     /// `weir_fetch_bytes_total{function}`: response body bytes received by guests.
     pub fetch_bytes: IntCounterVec,
@@ -156,6 +157,10 @@ pub struct Metrics {
     /// `weir_swap_pause_seconds{function}`: how long a switch held the
     /// function's invocations back (the stream's stall).
     pub swap_pause: HistogramVec,
+    /// `weir_admin_requests_total{code}`: requests of the function API
+    /// (`/functions…`) by HTTP status: refused tokens, unknown functions,
+    /// wrong content types and oversized uploads show here.
+    pub admin_requests: IntCounterVec,
     /// The world and digest `component_info` shows per function.
     digests: Arc<Mutex<HashMap<String, (String, String)>>>,
 }
@@ -452,6 +457,12 @@ impl Metrics {
                     &["function"],
                 ),
             ),
+            admin_requests: counter(
+                &registry,
+                "weir_admin_requests_total",
+                "Requests of the function API by HTTP status.",
+                &["code"],
+            ),
             digests: Arc::default(),
             registry: registry.clone(),
         };
@@ -521,11 +532,13 @@ impl Metrics {
             .collect()
     }
 
-    /// Records whether `trigger`'s last exchange with the brokers was answered.
-    pub fn set_kafka_reachable(&self, trigger: &str, answered: bool) {
-        self.kafka_reachable
-            .with_label_values(&[trigger])
-            .set(i64::from(answered));
+    /// Records whether `trigger`'s last exchange with the brokers was
+    /// answered; true when that differs from the one before.
+    pub fn set_kafka_reachable(&self, trigger: &str, answered: bool) -> bool {
+        let gauge = self.kafka_reachable.with_label_values(&[trigger]);
+        let before = gauge.get();
+        gauge.set(i64::from(answered));
+        before != i64::from(answered)
     }
 
     /// Creates the zero series of a cron trigger's feed and output topics.

@@ -2,12 +2,15 @@
 //! `PUT /functions/{id}/component` deploys a new version (body: the
 //! component's bytes; `?smoke_test=false` skips the smoke test) and
 //! `POST /functions/{id}/rollback` restores the previous one. Answers are
-//! JSON; errors are `{"error": "…"}`.
+//! JSON; errors are `{"error": "…"}`. An upload is the component's bytes
+//! as sent, typed `application/wasm`, `application/octet-stream` or not at
+//! all; other types are refused (415): `curl -d` sends a form and mangles
+//! binary files on the way.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -83,18 +86,40 @@ pub(super) struct DeployQuery {
     smoke_test: Option<bool>,
 }
 
+/// Every check that needs no body comes first, so a refused upload is
+/// never read (a client that sent `expect: 100-continue` never sends it).
 pub(super) async fn deploy(
     State(state): State<AdminState>,
     Path(id): Path<String>,
     Query(query): Query<DeployQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Some(denied) = denied(&state, &headers) {
         return denied;
     }
     let Some(function) = state.functions.get(&id) else {
         return unknown(&id);
+    };
+    if let Some(refused) = wrong_content_type(&headers) {
+        return refused;
+    }
+    let max = state.config.max_upload();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return too_large(max);
+    }
+    let body = match axum::body::to_bytes(body, max).await {
+        Ok(body) => body,
+        Err(e) if is_too_large(&e) => return too_large(max),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("reading the upload failed: {e}"),
+            );
+        }
     };
     let options = SwapOptions {
         smoke_test: query.smoke_test.unwrap_or(true),
@@ -145,6 +170,56 @@ fn denied(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
     };
     (Sha256::digest(presented.as_bytes()) != Sha256::digest(token.as_bytes()))
         .then(|| unauthorized("wrong bearer token"))
+}
+
+fn too_large(max: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("an upload may be at most {max} bytes"),
+    )
+}
+
+/// Whether reading a body failed on its length limit.
+fn is_too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The refusal of an upload typed as anything but a component's bytes.
+fn wrong_content_type(headers: &HeaderMap) -> Option<Response> {
+    let given = headers.get(header::CONTENT_TYPE)?;
+    let essence = given
+        .to_str()
+        .ok()
+        .and_then(|t| t.split(';').next())
+        .map(|t| {
+            t.trim()
+                .chars()
+                .take(100)
+                .collect::<String>()
+                .to_ascii_lowercase()
+        });
+    if matches!(
+        essence.as_deref(),
+        Some("application/wasm" | "application/octet-stream")
+    ) {
+        return None;
+    }
+    Some(error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "an upload is the component's bytes, typed application/wasm or \
+             application/octet-stream, not {}: with curl, use --data-binary @file.wasm \
+             -H 'content-type: application/wasm'",
+            essence.map_or_else(|| "an unreadable type".to_owned(), |t| format!("`{t}`"))
+        ),
+    ))
 }
 
 fn unauthorized(why: &str) -> Response {

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::middleware::map_response_with_state;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,13 @@ impl std::fmt::Debug for AdminConfig {
 /// Uploads above this are refused with 413 unless configured otherwise.
 const DEFAULT_MAX_UPLOAD: usize = 64 << 20;
 
+impl AdminConfig {
+    /// The largest upload accepted.
+    fn max_upload(&self) -> usize {
+        self.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD)
+    }
+}
+
 /// What the handlers read.
 #[derive(Debug, Clone)]
 pub struct AdminState {
@@ -64,11 +72,8 @@ pub async fn serve(
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let max_upload = state.config.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD);
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
+    let max_upload = state.config.max_upload();
+    let function_api = Router::new()
         .route("/functions", get(functions::list))
         .route("/functions/{id}", get(functions::show))
         .route(
@@ -77,6 +82,12 @@ pub async fn serve(
         )
         .route("/functions/{id}/rollback", post(functions::rollback))
         .layer(DefaultBodyLimit::max(max_upload))
+        .layer(map_response_with_state(state.clone(), count_answer));
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .merge(function_api)
         .with_state(state);
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await });
@@ -91,6 +102,17 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         )],
         state.metrics.encode(),
     )
+}
+
+/// Counts every answer of the function API by status, refusals included
+/// (a rejected extractor's 400 or 413 passes here too).
+async fn count_answer(State(state): State<AdminState>, response: Response) -> Response {
+    state
+        .metrics
+        .admin_requests
+        .with_label_values(&[response.status().as_str()])
+        .inc();
+    response
 }
 
 /// Ready once every trigger started, and while every trigger's brokers

@@ -82,7 +82,11 @@ impl DeployArgs {
             self.component
         );
         let token = self.host.token(manifest.as_ref())?;
-        let swap = send(reqwest::Client::new().put(url).body(bytes), &token)?;
+        let upload = reqwest::Client::new()
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+            .body(bytes);
+        let swap = send(upload, &token)?;
         println!("{}", describe(&swap));
         Ok(())
     }

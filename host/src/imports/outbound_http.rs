@@ -1,12 +1,16 @@
 //! Outbound HTTP for guests (`wasi:http` 0.2 and 0.3): only towards the
 //! component's `allowed_outbound_hosts`, with connect / first-byte /
-//! between-bytes timeouts and a cap on the response body. Every refusal or
-//! failure is counted by kind.
+//! between-bytes timeouts, a cap on the response body and on the requests
+//! one invocation has in flight. Redirects are never followed here: the
+//! guest gets the 3xx, and a request to where it points is checked against
+//! the allow-list like any other. Every refusal or failure is counted by
+//! kind.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Limited};
+use tokio::sync::Semaphore;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::metrics::Metrics;
@@ -22,6 +26,9 @@ pub struct HttpLimits {
     pub between_bytes_timeout: Duration,
     /// Largest response body accepted, in bytes.
     pub max_response_bytes: u64,
+    /// Most requests of one invocation in flight at once: from sending
+    /// until the response body is read to its end or dropped.
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpLimits {
@@ -31,6 +38,7 @@ impl Default for HttpLimits {
             first_byte_timeout: Duration::from_secs(10),
             between_bytes_timeout: Duration::from_secs(10),
             max_response_bytes: 64 << 20,
+            max_in_flight: 16,
         }
     }
 }
@@ -118,6 +126,7 @@ pub struct OutboundHttp {
     allowed: Arc<[AllowedHost]>,
     limits: HttpLimits,
     metrics: Arc<Metrics>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for OutboundHttp {
@@ -140,6 +149,7 @@ impl OutboundHttp {
         Self {
             function,
             allowed,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
             limits,
             metrics,
         }
@@ -207,12 +217,26 @@ impl WasiHttpHooks for OutboundHttp {
             Arc::clone(&self.metrics),
             self.limits,
         );
+        // Taken now, so a guest that starts thousands of requests at once
+        // is refused past the cap before any of them costs a connection.
+        let permit = Arc::clone(&self.in_flight).try_acquire_owned();
         Box::new(async move {
             if !allowed {
                 tracing::warn!(%function, url = %format!("{scheme}://{host}:{port}"), "outbound request refused: host not in allowed_outbound_hosts");
                 Self::count_error(&metrics, &function, &Error::HttpRequestDenied);
                 return Err(Error::HttpRequestDenied);
             }
+            let Ok(permit) = permit else {
+                tracing::debug!(%function, max = limits.max_in_flight, "outbound request refused: too many in flight");
+                metrics
+                    .outbound_http_errors
+                    .with_label_values(&[&*function, "too_many"])
+                    .inc();
+                return Err(Error::InternalError(Some(format!(
+                    "more than {} outbound requests in flight (`max_outbound_requests`)",
+                    limits.max_in_flight
+                ))));
+            };
             let options = options.unwrap_or_default();
             let options = RequestOptions {
                 connect_timeout: tighter(options.connect_timeout, limits.connect_timeout),
@@ -243,7 +267,10 @@ impl WasiHttpHooks for OutboundHttp {
             let counted = metrics.fetch_bytes.with_label_values(&[&*function]);
             let errors = (Arc::clone(&metrics), Arc::clone(&function));
             let response = response.map(move |body| {
+                // The permit lives as long as the body: a request is in
+                // flight until its body is read to the end or dropped.
                 let body = body.map_frame(move |frame| {
+                    let _in_flight = &permit;
                     if let Some(data) = frame.data_ref() {
                         counted.inc_by(data.len() as u64);
                     }

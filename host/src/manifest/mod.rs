@@ -438,6 +438,16 @@ impl Validator<'_> {
         if let Some(rows) = tool.max_rows_per_message {
             limits.max_rows_per_message = rows.into_inner();
         }
+        if let Some(requests) = tool.max_outbound_requests {
+            match usize::try_from(*requests.get_ref()) {
+                Ok(n) if n > 0 => limits.max_outbound_requests = n,
+                _ => self.report(
+                    &requests.span(),
+                    key("max_outbound_requests"),
+                    "must be at least 1",
+                ),
+            }
+        }
         let memory_span = tool
             .max_memory
             .as_ref()

@@ -142,4 +142,6 @@ pub(super) struct RawWeirTool {
     pub max_rows_per_message: Option<Spanned<u64>>,
     #[serde(default)]
     pub max_output_bytes: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub max_outbound_requests: Option<Spanned<u64>>,
 }

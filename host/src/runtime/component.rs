@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::error::{InvokeError, LoadError, TrapKind};
 use super::messages::{BatchOutput, KafkaMessage, Outcome};
@@ -435,8 +435,20 @@ impl LoadedComponent {
         );
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.runtime.deadline_ticks(self.settings.limits.timeout));
-        store.epoch_deadline_trap();
+        // Every epoch tick the guest hands its thread back to the executor,
+        // so a guest that computes without pause delays the host's other
+        // work (other functions, triggers, /metrics) by a tick at most
+        // instead of holding a worker thread until its deadline; at the
+        // deadline it is stopped.
+        let deadline = Instant::now() + self.settings.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
         store
     }
 

@@ -30,6 +30,9 @@ pub struct Limits {
     /// Most bytes of rows (text, values, offsets) a transform may return
     /// for one batch (`max_output_bytes`, default 64 MiB).
     pub max_output_bytes: u64,
+    /// Most outbound HTTP requests one invocation may have in flight at
+    /// once (`max_outbound_requests`, default 16); more are refused.
+    pub max_outbound_requests: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +44,7 @@ impl Default for Limits {
             max_response_bytes: 64 << 20,
             max_rows_per_message: 100,
             max_output_bytes: 64 << 20,
+            max_outbound_requests: 16,
         }
     }
 }
@@ -77,6 +81,7 @@ impl From<&Limits> for HttpLimits {
             first_byte_timeout: limits.http_timeout,
             between_bytes_timeout: limits.http_timeout,
             max_response_bytes: limits.max_response_bytes,
+            max_in_flight: limits.max_outbound_requests,
         }
     }
 }

@@ -124,15 +124,6 @@ impl Runtime {
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
-
-    /// Epoch ticks that make up `timeout`, plus one so the deadline is never
-    /// early: the first tick may come at any moment after the call starts.
-    fn deadline_ticks(&self, timeout: Duration) -> u64 {
-        let tick = self.config.epoch_tick.as_nanos().max(1);
-        u64::try_from(timeout.as_nanos().div_ceil(tick))
-            .unwrap_or(u64::MAX)
-            .saturating_add(1)
-    }
 }
 
 impl Drop for Runtime {

@@ -344,6 +344,11 @@ fn feed_decode_transcodes_with_encoding_and_replaces_without() {
 fn feed_decode_prints_what_the_fetch_component_would_send() {
     let (_dir, path) = decode_manifest();
     let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/gtfs-rt");
+    assert!(
+        shared.is_dir(),
+        "{} is missing (shared/ must sit beside the checkout)",
+        shared.display()
+    );
     let cases = [
         (
             "caltrain-2023-vehicle-positions.pb",

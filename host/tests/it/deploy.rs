@@ -22,11 +22,11 @@ use weir::{Host, HostConfig, Manifest, RuntimeConfig};
 use crate::delta::offsets;
 use crate::support::guest;
 
-const TOKEN: &str = "s3cret-token";
+pub(crate) const TOKEN: &str = "s3cret-token";
 
 /// A manifest running the `mark` transform (its component file at
 /// `source`) on `topic`, writing table `rows` under `dir/data`.
-fn manifest(dir: &Path, topic: &str, source: &Path) -> PathBuf {
+pub(crate) fn manifest(dir: &Path, topic: &str, source: &Path) -> PathBuf {
     std::fs::write(
         dir.join("rows.json"),
         r#"{"version": 1, "columns": [{"name": "partition", "type": "integer", "nullable": false}, {"name": "offset", "type": "long", "nullable": false}, {"name": "mark", "type": "string", "nullable": false}]}"#,
@@ -59,7 +59,7 @@ source = "{source}"
     path
 }
 
-async fn start(
+pub(crate) async fn start(
     manifest: &Path,
     brokers: &str,
     admin: AdminConfig,
@@ -83,7 +83,7 @@ async fn start(
     )
 }
 
-fn with_token() -> AdminConfig {
+pub(crate) fn with_token() -> AdminConfig {
     AdminConfig {
         token: Some(TOKEN.to_owned()),
         max_upload_bytes: Some(1 << 20),

@@ -20,12 +20,15 @@ use weir::{InvokeError, LoadedComponent, World};
 use crate::support::{function, runtime, sample};
 
 fn shared(name: &str) -> Vec<u8> {
-    std::fs::read(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/gtfs-rt")
-            .join(name),
-    )
-    .unwrap()
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/gtfs-rt")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e} (shared/ must sit beside the checkout)",
+            path.display()
+        )
+    })
 }
 
 /// A feed with one vehicle entity that carries nothing optional.

@@ -4,6 +4,7 @@
     reason = "a fixture that cannot unwrap should fail the test loudly"
 )]
 
+mod admin_props;
 mod broker;
 mod cli;
 mod compose;
@@ -18,6 +19,7 @@ mod fetch;
 mod fetch_bad_input;
 mod fleet;
 mod hostile;
+mod hostile_guests;
 mod layers;
 mod local_restart;
 mod manifest;

@@ -233,11 +233,21 @@ impl CronRunner {
     /// Records whether the brokers answered this trigger's last exchange
     /// (`weir_kafka_reachable`, which `/readyz` reads).
     fn brokers_answered(&self, answered: bool) {
-        self.function
+        let changed = self
+            .function
             .current()
             .component
             .metrics()
             .set_kafka_reachable(&self.trigger.id, answered);
+        match (changed, answered) {
+            (true, true) => {
+                tracing::info!(trigger = %self.trigger.id, "the Kafka brokers answer again")
+            }
+            (true, false) => {
+                tracing::warn!(trigger = %self.trigger.id, "the Kafka brokers do not answer")
+            }
+            (false, _) => {}
+        }
     }
 
     /// Counts a fetch whose messages could not be published; the brokers

@@ -712,10 +712,9 @@ async fn probe_lag(
         match tokio::task::spawn_blocking(move || consumer::topic_lag(&c, &t, BROKER_TIMEOUT)).await
         {
             Ok(Ok(lags)) => {
-                if metrics.kafka_unreachable().contains(&trigger) {
+                if metrics.set_kafka_reachable(&trigger, true) {
                     tracing::info!(function, "the Kafka brokers answer again");
                 }
-                metrics.set_kafka_reachable(&trigger, true);
                 let waiting = lags.iter().map(|(_, lag)| lag).sum();
                 for (topic, lag) in lags {
                     metrics
@@ -740,10 +739,9 @@ async fn probe_lag(
                 }
             }
             Ok(Err(e)) => {
-                if !metrics.kafka_unreachable().contains(&trigger) {
+                if metrics.set_kafka_reachable(&trigger, false) {
                     tracing::warn!(function, error = %e, "the Kafka brokers do not answer");
                 }
-                metrics.set_kafka_reachable(&trigger, false);
             }
             Err(e) => tracing::warn!(function, error = %e, "the lag probe panicked"),
         }
