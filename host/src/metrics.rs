@@ -73,6 +73,10 @@ pub struct Metrics {
     /// `weir_cron_rejoins_total`: times this host left the fleet's group and
     /// joined again because a cron trigger had no live owner.
     pub cron_rejoins: IntCounter,
+    /// `weir_cron_fenced_total{trigger}`: feed versions this host did not
+    /// publish because another host, also believing it ran the trigger,
+    /// claimed the trigger's ledger first.
+    pub cron_fenced: IntCounterVec,
     /// `weir_feed_versions_incomplete_total{function,feed}`: feed versions
     /// cut short while being published (a crash, a failed publish), never
     /// published again.
@@ -230,6 +234,12 @@ impl Metrics {
                     "weir_cron_rejoins_total",
                     "Times this host rejoined the fleet's group because a cron trigger had no live owner.",
                 ),
+            ),
+            cron_fenced: counter(
+                &registry,
+                "weir_cron_fenced_total",
+                "Feed versions not published because another host running the same cron trigger claimed its ledger first.",
+                &["trigger"],
             ),
             feed_versions_incomplete: counter(
                 &registry,

@@ -75,6 +75,15 @@ fn put(path: &str, headers: &[(&str, &str)], body: &[u8], declared: usize) -> Ra
     }
 }
 
+/// `PUT /functions/mark/component`: the status of the answer (0: none).
+async fn upload(addr: SocketAddr, headers: &[(&str, &str)], body: &[u8], declared: usize) -> u16 {
+    send(
+        addr,
+        &put("/functions/mark/component", headers, body, declared),
+    )
+    .await
+}
+
 /// Every byte outside the unreserved set percent-encoded.
 fn encode(text: &str) -> String {
     text.bytes()
@@ -255,42 +264,32 @@ async fn hostile_admin_requests_get_their_status_are_counted_and_swap_nothing() 
 
     // A thousand wrong tokens: 401, whatever is wrong with them.
     let counted = answers(&host, 401);
+    let mut wrong = 0;
     each(1000, wrong_token(), async |token| {
         let token = header_value(&token);
         if token.strip_prefix("Bearer ").map(str::trim) == Some(TOKEN) {
             return;
         }
-        let status = send(
-            addr,
-            &put(
-                "/functions/mark/component",
-                &[("authorization", &token), wasm],
-                &v2,
-                v2.len(),
-            ),
-        )
-        .await;
+        wrong += 1;
+        let status = upload(addr, &[("authorization", &token), wasm], &v2, v2.len()).await;
         assert_eq!(status, 401, "{token:?}");
     })
     .await;
     assert_eq!(running_digest(&host), before);
     assert_eq!(
         answers(&host, 401) - counted,
-        1000.0,
+        f64::from(wrong),
         "every refusal counted"
     );
 
     // Wrong content types: 415, the component never looked at.
     let counted = answers(&host, 415);
     each(1000, wrong_type(), async |content_type| {
-        let status = send(
+        let status = upload(
             addr,
-            &put(
-                "/functions/mark/component",
-                &[("authorization", &bearer), ("content-type", &content_type)],
-                &v2,
-                v2.len(),
-            ),
+            &[("authorization", &bearer), ("content-type", &content_type)],
+            &v2,
+            v2.len(),
         )
         .await;
         assert_eq!(status, 415, "{content_type:?}");
@@ -311,14 +310,11 @@ async fn hostile_admin_requests_get_their_status_are_counted_and_swap_nothing() 
         (0..v2.len(), any::<bool>()),
         async |(cut, declared_whole)| {
             let declared = if declared_whole { v2.len() } else { cut };
-            let status = send(
+            let status = upload(
                 addr,
-                &put(
-                    "/functions/mark/component",
-                    &[("authorization", &bearer), wasm],
-                    &v2[..cut],
-                    declared,
-                ),
+                &[("authorization", &bearer), wasm],
+                &v2[..cut],
+                declared,
             )
             .await;
             if declared_whole {
@@ -343,16 +339,7 @@ async fn hostile_admin_requests_get_their_status_are_counted_and_swap_nothing() 
     // body is read.
     let counted = answers(&host, 413);
     each(200, (1usize << 20) + 1..64 << 20, async |declared| {
-        let status = send(
-            addr,
-            &put(
-                "/functions/mark/component",
-                &[("authorization", &bearer), wasm],
-                &v2,
-                declared,
-            ),
-        )
-        .await;
+        let status = upload(addr, &[("authorization", &bearer), wasm], &v2, declared).await;
         assert_eq!(status, 413, "{declared}");
     })
     .await;
@@ -360,16 +347,7 @@ async fn hostile_admin_requests_get_their_status_are_counted_and_swap_nothing() 
     assert_eq!(answers(&host, 413) - counted, 200.0);
 
     // And the API still deploys what it should.
-    let status = send(
-        addr,
-        &put(
-            "/functions/mark/component",
-            &[("authorization", &bearer), wasm],
-            &v2,
-            v2.len(),
-        ),
-    )
-    .await;
+    let status = upload(addr, &[("authorization", &bearer), wasm], &v2, v2.len()).await;
     assert_eq!(status, 200);
     assert_eq!(running_digest(&host), weir::runtime::digest(&v2));
     shutdown.cancel();

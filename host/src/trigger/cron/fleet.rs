@@ -276,27 +276,28 @@ impl Fleet {
             .and_then(|p| self.owned.borrow().get(p).copied())
     }
 
-    /// The last record of `trigger`'s ledger, if any.
-    pub async fn last(&self, trigger: &str) -> anyhow::Result<Option<LedgerRecord>> {
+    /// Where `trigger`'s ledger stands, if it has records (see [`newest`]),
+    /// and where the ledger ends: the offset after the last record read.
+    pub async fn last(&self, trigger: &str) -> anyhow::Result<(Option<LedgerRecord>, i64)> {
         let partition = self.partition(trigger)?;
-        let (reader, topic, trigger) = (
-            Arc::clone(&self.reader),
-            self.topic.clone(),
-            trigger.to_owned(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
-            read_last(&reader, &topic, partition, &trigger)
+        let trigger = trigger.to_owned();
+        self.read(partition, move |reader, topic| {
+            let (low, high) = reader.fetch_watermarks(topic, partition, BROKER_TIMEOUT)?;
+            let records =
+                read_records(reader, topic, partition, (high - LOOK_BACK).max(low), high)?;
+            Ok((newest(records, &trigger), high))
         })
-        .await?
+        .await
     }
 
-    /// Appends `record` to its trigger's ledger and waits for the brokers.
-    pub async fn record(&self, mut record: LedgerRecord) -> anyhow::Result<()> {
+    /// Appends `record` to its trigger's ledger and waits for the brokers;
+    /// answers where the ledger now ends (the offset after `record`).
+    pub async fn record(&self, mut record: LedgerRecord) -> anyhow::Result<i64> {
         let partition = self.partition(&record.trigger)?;
         record.host.clone_from(&self.host);
         let value = serde_json::to_vec(&record)?;
-        self.producer
+        let delivery = self
+            .producer
             .send(
                 FutureRecord::to(&self.topic)
                     .partition(partition)
@@ -306,7 +307,47 @@ impl Fleet {
             )
             .await
             .map_err(|(e, _)| e)?;
-        Ok(())
+        Ok(delivery.offset + 1)
+    }
+
+    /// Appends `record` (a `publishing`) and checks that no record of its
+    /// trigger lies between `known` (where this host's reading of the
+    /// ledger ended) and it. Two hosts that both believe they run the
+    /// trigger (one not yet told it lost it, or a broker's coordinator
+    /// assigning it twice) append in some order, and the partition's order
+    /// decides: only the first after the state both read wins. Answers
+    /// where the ledger now ends if this host won, `None` if another host
+    /// wrote first: then this host must not publish.
+    pub async fn claim(&self, record: LedgerRecord, known: i64) -> anyhow::Result<Option<i64>> {
+        let partition = self.partition(&record.trigger)?;
+        let trigger = record.trigger.clone();
+        let end = self.record(record).await?;
+        let mine = end - 1;
+        let others = self
+            .read(partition, move |reader, topic| {
+                let records = read_records(reader, topic, partition, known, mine)?;
+                Ok(records.into_iter().filter(|r| r.trigger == trigger).count())
+            })
+            .await?;
+        Ok((others == 0).then_some(end))
+    }
+
+    /// Runs `read` with the shared reader, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        partition: i32,
+        read: impl FnOnce(&BaseConsumer, &str) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (reader, topic) = (Arc::clone(&self.reader), self.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            let reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            read(&reader, &topic).map_err(|e| {
+                e.context(format!(
+                    "reading the cron ledger ({topic} partition {partition})"
+                ))
+            })
+        })
+        .await?
     }
 
     fn partition(&self, trigger: &str) -> anyhow::Result<i32> {
@@ -455,35 +496,48 @@ async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Re
     Ok(())
 }
 
-/// Reads back from the end of `partition` to the last record of `trigger`.
-fn read_last(
+/// Where `trigger`'s ledger stands: its record of the newest feed version,
+/// one that settled it (`published`, `incomplete`, or a later `ticked`)
+/// before one that only began it (`publishing`); the last of equals.
+/// Not simply the last record: a host that no longer runs the trigger
+/// (and has not been told yet) may append a `ticked` naming an older
+/// version after another host's `publishing`, and the version begun must
+/// still count as begun.
+fn newest(records: Vec<LedgerRecord>, trigger: &str) -> Option<LedgerRecord> {
+    records
+        .into_iter()
+        .filter(|r| r.trigger == trigger)
+        .max_by_key(|r| (r.feed_timestamp, r.state != LedgerState::Publishing))
+}
+
+/// The ledger records at offsets `from..to` of `partition`; records that
+/// are not weir's JSON are logged and skipped.
+fn read_records(
     reader: &BaseConsumer,
     topic: &str,
     partition: i32,
-    trigger: &str,
-) -> anyhow::Result<Option<LedgerRecord>> {
-    let (low, high) = reader.fetch_watermarks(topic, partition, BROKER_TIMEOUT)?;
-    if high <= low {
-        return Ok(None);
+    from: i64,
+    to: i64,
+) -> anyhow::Result<Vec<LedgerRecord>> {
+    let mut records = Vec::new();
+    if to <= from {
+        return Ok(records);
     }
-    let from = (high - LOOK_BACK).max(low);
     let mut list = TopicPartitionList::new();
     list.add_partition_offset(topic, partition, Offset::Offset(from))?;
     reader.assign(&list)?;
-    let mut last = None;
     let deadline = std::time::Instant::now() + BROKER_TIMEOUT;
     while std::time::Instant::now() < deadline {
         let Some(message) = reader.poll(Duration::from_millis(200)) else {
             continue;
         };
         match message {
-            Ok(m) => {
-                let record = m
+            Ok(m) if m.partition() == partition => {
+                match m
                     .payload()
-                    .and_then(|v| serde_json::from_slice::<LedgerRecord>(v).ok());
-                match record {
-                    Some(record) if record.trigger == trigger => last = Some(record),
-                    Some(_) => {}
+                    .and_then(|v| serde_json::from_slice::<LedgerRecord>(v).ok())
+                {
+                    Some(record) => records.push(record),
                     None => tracing::warn!(
                         topic,
                         partition,
@@ -491,17 +545,19 @@ fn read_last(
                         "a record of the cron ledger is not weir's JSON; skipped"
                     ),
                 }
-                if m.offset() + 1 >= high {
-                    return Ok(last);
+                if m.offset() + 1 >= to {
+                    return Ok(records);
                 }
             }
-            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => return Ok(last),
+            Ok(_) => {}
+            Err(rdkafka::error::KafkaError::PartitionEOF(p)) if p == partition => {
+                return Ok(records);
+            }
+            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    anyhow::bail!(
-        "reading the cron ledger of `{trigger}` ({topic} partition {partition}) timed out"
-    )
+    anyhow::bail!("timed out after {} s", BROKER_TIMEOUT.as_secs())
 }
 
 #[cfg(test)]
@@ -552,7 +608,7 @@ mod tests {
         assert_eq!(control_topic("my app/x"), "weir.my_app_x.cron");
         assert_eq!((fleet.owns("a"), fleet.owns("b")), (Some(0), Some(0)));
         assert_eq!(fleet.owns("c"), None);
-        assert_eq!(fleet.last("a").await.unwrap(), None);
+        assert_eq!(fleet.last("a").await.unwrap(), (None, 0));
         for state in [LedgerState::Publishing, LedgerState::Published] {
             fleet.record(record("a", state, 10)).await.unwrap();
         }
@@ -564,10 +620,12 @@ mod tests {
             .record(record("a", LedgerState::Ticked, 10))
             .await
             .unwrap();
-        let a = fleet.last("a").await.unwrap().unwrap();
+        let (a, end) = fleet.last("a").await.unwrap();
+        let a = a.unwrap();
+        assert_eq!(end, 3, "three records of `a` in its partition");
         assert_eq!((a.state, a.feed_timestamp), (LedgerState::Ticked, Some(10)));
         assert_eq!(a.host, "host-1", "every record names its host");
-        let b = fleet.last("b").await.unwrap().unwrap();
+        let b = fleet.last("b").await.unwrap().0.unwrap();
         assert_eq!(
             (b.state, b.feed_timestamp),
             (LedgerState::Publishing, Some(7))
@@ -580,6 +638,85 @@ mod tests {
         );
         let text = metrics.encode();
         assert!(text.contains("weir_cron_owned{trigger=\"a\"} 1"), "{text}");
+        shutdown.cancel();
+    }
+
+    /// Two hosts that both believe they run trigger `a` (one not yet told
+    /// it lost it): both read the ledger, both fetch the same new version,
+    /// and only the first to claim it publishes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn of_two_hosts_running_one_trigger_only_the_first_to_claim_publishes() {
+        let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+        cluster.create_topic(&control_topic("app"), 1, 1).unwrap();
+        let shutdown = CancellationToken::new();
+        let triggers = [("a".to_owned(), Duration::from_secs(1))];
+        let mut hosts = Vec::new();
+        for host in ["host-1", "host-2"] {
+            let fleet = Fleet::start(
+                &cluster.bootstrap_servers(),
+                "app",
+                &triggers,
+                host,
+                FleetMode::All,
+                Arc::new(Metrics::new()),
+                shutdown.clone(),
+            )
+            .await
+            .unwrap();
+            hosts.push(fleet);
+        }
+        let (one, two) = (&hosts[0], &hosts[1]);
+        let published = one
+            .record(record("a", LedgerState::Published, 10))
+            .await
+            .unwrap();
+        let (_, known_one) = one.last("a").await.unwrap();
+        let (_, known_two) = two.last("a").await.unwrap();
+        assert_eq!((known_one, known_two), (published, published));
+
+        let claimed = one
+            .claim(record("a", LedgerState::Publishing, 11), known_one)
+            .await
+            .unwrap();
+        assert_eq!(claimed, Some(published + 1), "the first claim wins");
+        let second = two
+            .claim(record("a", LedgerState::Publishing, 11), known_two)
+            .await
+            .unwrap();
+        assert_eq!(second, None, "the second host must not publish");
+        // The winner claims its next version from where its claim ended:
+        // the loser's record lies in between, so it is told too.
+        assert_eq!(
+            one.claim(record("a", LedgerState::Publishing, 12), published + 1)
+                .await
+                .unwrap(),
+            None
+        );
+        // Reading again, each sees the newest version begun.
+        let (now, end) = two.last("a").await.unwrap();
+        let now = now.unwrap();
+        assert_eq!(
+            (now.state, now.feed_timestamp, end),
+            (LedgerState::Publishing, Some(12), published + 3)
+        );
+        assert_eq!(
+            one.claim(record("a", LedgerState::Publishing, 13), end)
+                .await
+                .unwrap(),
+            Some(end + 1)
+        );
+        // A host not yet told it lost the trigger appends a `ticked` naming
+        // an older version after the owner's `publishing`; the version
+        // begun still counts as begun.
+        two.record(record("a", LedgerState::Ticked, 11))
+            .await
+            .unwrap();
+        let (now, _) = one.last("a").await.unwrap();
+        let now = now.unwrap();
+        assert_eq!(
+            (now.state, now.feed_timestamp, now.host.as_str()),
+            (LedgerState::Publishing, Some(13), "host-1")
+        );
         shutdown.cancel();
     }
 }

@@ -8,7 +8,7 @@ pub mod fleet;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -139,6 +139,10 @@ pub struct CronRunner {
     running: Arc<Mutex<()>>,
     ledger: Arc<FeedLedger>,
     fleet: Option<Arc<Fleet>>,
+    /// With a fleet: where this host's reading of the trigger's ledger in
+    /// Kafka ends (the offset after the last record it read or wrote);
+    /// `None` until read, and again once another host is found writing.
+    known: Arc<std::sync::Mutex<Option<i64>>>,
 }
 
 impl CronRunner {
@@ -158,7 +162,26 @@ impl CronRunner {
             running,
             ledger,
             fleet,
+            known: Arc::default(),
         }
+    }
+
+    fn known(&self) -> Option<i64> {
+        *self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_known(&self, known: Option<i64>) {
+        *self.known.lock().unwrap_or_else(PoisonError::into_inner) = known;
+    }
+
+    /// Appends `record` to the fleet's ledger, moving `known` past it.
+    async fn append(&self, fleet: &Fleet, record: LedgerRecord) -> anyhow::Result<()> {
+        let end = fleet.record(record).await?;
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.is_some() {
+            *known = Some(end);
+        }
+        Ok(())
     }
 
     /// Whether this host runs the tick at `at`: always without a fleet;
@@ -175,7 +198,7 @@ impl CronRunner {
             self.brokers_answered(true);
             return false;
         };
-        if *synced == Some(gained) {
+        if *synced == Some(gained) && self.known().is_some() {
             return true;
         }
         match self.read_ledger(fleet, at).await {
@@ -195,7 +218,9 @@ impl CronRunner {
     /// version that host began to publish and did not finish is given up.
     async fn read_ledger(&self, fleet: &Fleet, at: DateTime<Utc>) -> anyhow::Result<()> {
         let id = &self.trigger.id;
-        let Some(record) = fleet.last(id).await? else {
+        let (record, end) = fleet.last(id).await?;
+        self.set_known(Some(end));
+        let Some(record) = record else {
             return Ok(());
         };
         tracing::info!(trigger = %id, from = %record.host, state = ?record.state, feed_timestamp = ?record.feed_timestamp, "took over the trigger's feed ledger");
@@ -225,7 +250,7 @@ impl CronRunner {
             tracing::error!(trigger = %id, error = %e, "cannot record the feed version in the ledger file");
         }
         let record = self.record(at, LedgerState::Incomplete, Some(timestamp));
-        if let Err(e) = fleet.record(record).await {
+        if let Err(e) = self.append(fleet, record).await {
             tracing::error!(trigger = %id, error = format!("{e:#}"), "cannot record the incomplete feed version in Kafka");
         }
     }
@@ -263,6 +288,50 @@ impl CronRunner {
         self.brokers_answered(false);
     }
 
+    /// Records that this host is about to publish feed version `version`,
+    /// and whether it may: not if another host wrote to the trigger's
+    /// ledger since this host last read it (both believed they ran the
+    /// trigger; the other wrote first). Then the tick publishes nothing
+    /// and the next one reads the ledger again, if this host still owns
+    /// the trigger.
+    async fn claim(&self, fleet: &Fleet, at: DateTime<Utc>, version: u64) -> bool {
+        let id = &self.trigger.id;
+        let Some(known) = self.known() else {
+            return false;
+        };
+        let record = self.record(at, LedgerState::Publishing, Some(version));
+        match fleet.claim(record, known).await {
+            Ok(Some(end)) => {
+                self.set_known(Some(end));
+                true
+            }
+            Ok(None) => {
+                tracing::warn!(trigger = %id, feed_timestamp = version, "another host wrote this trigger's feed ledger since this host read it; nothing published");
+                self.set_known(None);
+                self.function
+                    .current()
+                    .component
+                    .metrics()
+                    .cron_fenced
+                    .with_label_values(&[id])
+                    .inc();
+                false
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "cannot record the feed version about to be published; nothing published"
+                );
+                self.function.record_error(format!("feed ledger: {e:#}"));
+                self.publish_failed();
+                // If the record landed after all, it lies between this
+                // host's reading and its next claim, which then fails: the
+                // version is published at most once either way.
+                false
+            }
+        }
+    }
+
     fn record(
         &self,
         at: DateTime<Utc>,
@@ -296,14 +365,16 @@ impl CronRunner {
             if self.owns(next, &mut synced).await
                 && !self.tick(next, publish.as_ref()).await
                 && let Some(fleet) = &self.fleet
+                && self.known().is_some()
             {
-                // A failed tick is still a tick: the fleet sees its owner alive.
+                // A failed tick is still a tick: the fleet sees its owner
+                // alive (unless another host was found running it).
                 let record = self.record(
                     next,
                     LedgerState::Ticked,
                     self.ledger.last(&self.trigger.id),
                 );
-                if let Err(e) = fleet.record(record).await {
+                if let Err(e) = self.append(fleet, record).await {
                     tracing::warn!(
                         error = format!("{e:#}"),
                         "cannot record the tick in the feed ledger"
@@ -365,14 +436,7 @@ impl CronRunner {
                 .feed_timestamp
                 .filter(|ts| last.is_none_or(|l| *ts > l));
             if let (Some(fleet), Some(version)) = (&self.fleet, published) {
-                let record = self.record(at, LedgerState::Publishing, Some(version));
-                if let Err(e) = fleet.record(record).await {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "cannot record the feed version about to be published; nothing published"
-                    );
-                    self.function.record_error(format!("feed ledger: {e:#}"));
-                    self.publish_failed();
+                if !self.claim(fleet, at, version).await {
                     return false;
                 }
                 crate::failpoint::hit("cron-after-publishing");
@@ -407,7 +471,7 @@ impl CronRunner {
                     LedgerState::Ticked
                 };
                 let record = self.record(at, state, self.ledger.last(&feed_name));
-                let recorded = fleet.record(record).await;
+                let recorded = self.append(fleet, record).await;
                 if let Err(e) = &recorded {
                     tracing::warn!(
                         error = format!("{e:#}"),
