@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// jemalloc for every allocation of the process, librdkafka's included:
+/// under steady load glibc's malloc kept several times the live heap.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = weir::cli::Cli::parse();
     weir::telemetry::init();
