@@ -278,7 +278,7 @@ impl Fleet {
 
     /// Where `trigger`'s ledger stands, if it has records (see [`newest`]),
     /// and where the ledger ends: the offset after the last record read.
-    pub async fn last(&self, trigger: &str) -> anyhow::Result<(Option<LedgerRecord>, i64)> {
+    pub async fn read_ledger(&self, trigger: &str) -> anyhow::Result<(Option<LedgerRecord>, i64)> {
         let partition = self.partition(trigger)?;
         let trigger = trigger.to_owned();
         self.read(partition, move |reader, topic| {
@@ -338,16 +338,7 @@ impl Fleet {
         partition: i32,
         read: impl FnOnce(&BaseConsumer, &str) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let (reader, topic) = (Arc::clone(&self.reader), self.topic.clone());
-        tokio::task::spawn_blocking(move || {
-            let reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
-            read(&reader, &topic).map_err(|e| {
-                e.context(format!(
-                    "reading the cron ledger ({topic} partition {partition})"
-                ))
-            })
-        })
-        .await?
+        read_ledger_partition(&self.reader, &self.topic, partition, read).await
     }
 
     fn partition(&self, trigger: &str) -> anyhow::Result<i32> {
@@ -415,13 +406,16 @@ impl Member {
                 heard.remove(&partition);
                 continue;
             }
-            let (reader, topic) = (Arc::clone(&self.reader), self.topic.clone());
-            let high = tokio::task::spawn_blocking(move || {
-                let reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
-                reader.fetch_watermarks(&topic, partition, BROKER_TIMEOUT)
-            })
+            let high = read_ledger_partition(
+                &self.reader,
+                &self.topic,
+                partition,
+                move |reader, topic| {
+                    Ok(reader.fetch_watermarks(topic, partition, BROKER_TIMEOUT)?)
+                },
+            )
             .await;
-            let Ok(Ok((_, high))) = high else {
+            let Ok((_, high)) = high else {
                 // The broker is away: nothing to judge the group by.
                 continue;
             };
@@ -447,6 +441,26 @@ impl Member {
             tracing::error!(error = %e, "cannot join the fleet's group again");
         }
     }
+}
+
+/// Runs `read` on partition `partition` of the control topic with the
+/// shared `reader`, off the async threads.
+async fn read_ledger_partition<T: Send + 'static>(
+    reader: &Arc<Mutex<BaseConsumer>>,
+    topic: &str,
+    partition: i32,
+    read: impl FnOnce(&BaseConsumer, &str) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let (reader, topic) = (Arc::clone(reader), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
+        read(&reader, &topic).map_err(|e| {
+            e.context(format!(
+                "reading the cron ledger ({topic} partition {partition})"
+            ))
+        })
+    })
+    .await?
 }
 
 /// Creates the control topic with `partitions` partitions, or adds the
@@ -608,7 +622,7 @@ mod tests {
         assert_eq!(control_topic("my app/x"), "weir.my_app_x.cron");
         assert_eq!((fleet.owns("a"), fleet.owns("b")), (Some(0), Some(0)));
         assert_eq!(fleet.owns("c"), None);
-        assert_eq!(fleet.last("a").await.unwrap(), (None, 0));
+        assert_eq!(fleet.read_ledger("a").await.unwrap(), (None, 0));
         for state in [LedgerState::Publishing, LedgerState::Published] {
             fleet.record(record("a", state, 10)).await.unwrap();
         }
@@ -620,12 +634,12 @@ mod tests {
             .record(record("a", LedgerState::Ticked, 10))
             .await
             .unwrap();
-        let (a, end) = fleet.last("a").await.unwrap();
+        let (a, end) = fleet.read_ledger("a").await.unwrap();
         let a = a.unwrap();
         assert_eq!(end, 3, "three records of `a` in its partition");
         assert_eq!((a.state, a.feed_timestamp), (LedgerState::Ticked, Some(10)));
         assert_eq!(a.host, "host-1", "every record names its host");
-        let b = fleet.last("b").await.unwrap().0.unwrap();
+        let b = fleet.read_ledger("b").await.unwrap().0.unwrap();
         assert_eq!(
             (b.state, b.feed_timestamp),
             (LedgerState::Publishing, Some(7))
@@ -670,8 +684,8 @@ mod tests {
             .record(record("a", LedgerState::Published, 10))
             .await
             .unwrap();
-        let (_, known_one) = one.last("a").await.unwrap();
-        let (_, known_two) = two.last("a").await.unwrap();
+        let (_, known_one) = one.read_ledger("a").await.unwrap();
+        let (_, known_two) = two.read_ledger("a").await.unwrap();
         assert_eq!((known_one, known_two), (published, published));
 
         let claimed = one
@@ -693,7 +707,7 @@ mod tests {
             None
         );
         // Reading again, each sees the newest version begun.
-        let (now, end) = two.last("a").await.unwrap();
+        let (now, end) = two.read_ledger("a").await.unwrap();
         let now = now.unwrap();
         assert_eq!(
             (now.state, now.feed_timestamp, end),
@@ -711,7 +725,7 @@ mod tests {
         two.record(record("a", LedgerState::Ticked, 11))
             .await
             .unwrap();
-        let (now, _) = one.last("a").await.unwrap();
+        let (now, _) = one.read_ledger("a").await.unwrap();
         let now = now.unwrap();
         assert_eq!(
             (now.state, now.feed_timestamp, now.host.as_str()),

@@ -218,7 +218,7 @@ impl CronRunner {
     /// version that host began to publish and did not finish is given up.
     async fn read_ledger(&self, fleet: &Fleet, at: DateTime<Utc>) -> anyhow::Result<()> {
         let id = &self.trigger.id;
-        let (record, end) = fleet.last(id).await?;
+        let (record, end) = fleet.read_ledger(id).await?;
         self.set_known(Some(end));
         let Some(record) = record else {
             return Ok(());
@@ -297,6 +297,9 @@ impl CronRunner {
     async fn claim(&self, fleet: &Fleet, at: DateTime<Utc>, version: u64) -> bool {
         let id = &self.trigger.id;
         let Some(known) = self.known() else {
+            // `owns` reads the ledger before a tick publishes, and a claim
+            // that fails forgets it only after.
+            tracing::error!(trigger = %id, "claiming a feed version without having read the ledger; nothing published");
             return false;
         };
         let record = self.record(at, LedgerState::Publishing, Some(version));
