@@ -2,9 +2,10 @@
 //! a `weir dev-broker` process, fed a steady 5,000 messages/s (vehicle
 //! positions 3,000, trip updates 1,500, alerts 500) for an hour. Every
 //! minute it samples the host's RSS, open file descriptors and threads,
-//! each table's Delta log size and the rows written; at the end it prints
-//! the RSS slope after warm-up (least squares, MB per 10 minutes), the
-//! files per table, and checks that every message landed.
+//! each table's Delta log size and live data files, and the rows written;
+//! at the end it prints the RSS slope after warm-up (least squares, MB per
+//! 10 minutes), the files per table (live and on disk), and checks that
+//! every message landed.
 //!
 //! `cargo bench --bench soak` runs 60 minutes (`WEIR_SOAK_MINUTES` changes
 //! it) and prints Markdown for BENCHMARKS.md; under `cargo test` it runs
@@ -93,6 +94,8 @@ struct Sample1 {
     fds: usize,
     threads: usize,
     log_kb: Vec<u64>,
+    /// Data files in each table's version (`weir_delta_files`).
+    live: Vec<u64>,
     rows: u64,
     sent: u64,
 }
@@ -139,6 +142,18 @@ fn rows_written(metrics: &str) -> u64 {
         .filter(|l| l.starts_with("weir_delta_rows_written_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
+}
+
+/// Data files in `table`'s version as the host last read or committed it.
+fn live_files(metrics: &str, table: &str) -> u64 {
+    let label = format!("table=\"{table}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("weir_delta_files{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Messages on the input topics not yet committed, over every topic.
@@ -304,6 +319,10 @@ async fn soak(run: Duration, every: Duration, warm_up: Duration) {
                     dir_bytes(&dir.path().join(format!("data/delta/{table}/_delta_log"))) / 1024
                 })
                 .collect(),
+            live: FLOWS
+                .iter()
+                .map(|(_, _, table, _)| live_files(&metrics, table))
+                .collect(),
             rows: rows_written(&metrics),
             sent: sent.load(Ordering::Relaxed),
         });
@@ -329,17 +348,22 @@ async fn soak(run: Duration, every: Duration, warm_up: Duration) {
     drop(broker);
 
     println!(
-        "| minute | RSS MB | fds | threads | Delta log KB (vehicle / trip / alert) | messages sent | rows written |"
+        "| minute | RSS MB | fds | threads | Delta log KB (vehicle / trip / alert) | live files | messages sent | rows written |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for s in &samples {
         println!(
-            "| {:.1} | {:.1} | {} | {} | {} | {} | {} |",
+            "| {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
             s.at.as_secs_f64() / 60.0,
             s.rss_mb,
             s.fds,
             s.threads,
             s.log_kb
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" / "),
+            s.live
                 .iter()
                 .map(u64::to_string)
                 .collect::<Vec<_>>()
@@ -353,15 +377,17 @@ async fn soak(run: Duration, every: Duration, warm_up: Duration) {
     let ys: Vec<f64> = after.iter().map(|s| s.rss_mb).collect();
     let files: Vec<String> = FLOWS
         .iter()
-        .map(|(_, _, table, _)| {
+        .enumerate()
+        .map(|(i, (_, _, table, _))| {
             let table_dir = dir.path().join(format!("data/delta/{table}"));
             let versions = std::fs::read_dir(table_dir.join("_delta_log")).map_or(0, |d| {
                 d.flatten()
                     .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
                     .count()
             });
+            let live = samples.last().map_or(0, |s| s.live[i]);
             format!(
-                "{table}: {} data files, {versions} commits",
+                "{table}: {live} live files ({} on disk), {versions} commits",
                 parquet_files(&table_dir)
             )
         })

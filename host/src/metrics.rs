@@ -44,6 +44,8 @@ pub const HTTP_ERROR_KINDS: [&str; 9] = [
 ];
 /// `kind` values of `weir_delta_commit_errors_total`.
 pub const COMMIT_ERROR_KINDS: [&str; 2] = ["fenced", "error"];
+/// `kind` values of `weir_delta_compaction_errors_total`.
+pub const COMPACTION_ERROR_KINDS: [&str; 2] = ["conflict", "error"];
 /// `reason` values of `weir_dead_letters_total`.
 pub const DEAD_LETTER_REASONS: [&str; 4] = [
     "rejected",
@@ -153,6 +155,14 @@ pub struct Metrics {
     pub delta_version: IntGaugeVec,
     /// `weir_delta_orphan_files{function,table}`: parquet files no version references (left by a crash).
     pub delta_orphan_files: IntGaugeVec,
+    /// `weir_delta_files{function,table}`: data files in the table version last read or committed.
+    pub delta_files: IntGaugeVec,
+    /// `weir_delta_compactions_total{function,table}`: compactions of small files committed.
+    pub delta_compactions: IntCounterVec,
+    /// `weir_delta_compacted_files_total{function,table}`: small files those compactions replaced.
+    pub delta_compacted_files: IntCounterVec,
+    /// `weir_delta_compaction_errors_total{function,table,kind}`; kind is `conflict` or `error`.
+    pub delta_compaction_errors: IntCounterVec,
     /// `weir_dead_letters_total{function,table,reason}`: rows written to a dead-letter table.
     pub dead_letters: IntCounterVec,
     /// `weir_swaps_total{function,result}`: deploys and rollbacks; result is
@@ -442,6 +452,30 @@ impl Metrics {
                 "Parquet files in the table directory that no table version references.",
                 &["function", "table"],
             ),
+            delta_files: gauge(
+                &registry,
+                "weir_delta_files",
+                "Data files in the Delta table version this host last read or committed.",
+                &["function", "table"],
+            ),
+            delta_compactions: counter(
+                &registry,
+                "weir_delta_compactions_total",
+                "Compactions of a Delta table's small files committed.",
+                &["function", "table"],
+            ),
+            delta_compacted_files: counter(
+                &registry,
+                "weir_delta_compacted_files_total",
+                "Small files replaced by compactions.",
+                &["function", "table"],
+            ),
+            delta_compaction_errors: counter(
+                &registry,
+                "weir_delta_compaction_errors_total",
+                "Compactions abandoned: conflict (the table moved meanwhile; retried later) or error.",
+                &["function", "table", "kind"],
+            ),
             dead_letters: counter(
                 &registry,
                 "weir_dead_letters_total",
@@ -587,6 +621,13 @@ impl Metrics {
         self.delta_commit_duration.with_label_values(&labels);
         for kind in COMMIT_ERROR_KINDS {
             self.delta_commit_errors
+                .with_label_values(&[function, table, kind]);
+        }
+        self.delta_files.with_label_values(&labels);
+        self.delta_compactions.with_label_values(&labels);
+        self.delta_compacted_files.with_label_values(&labels);
+        for kind in COMPACTION_ERROR_KINDS {
+            self.delta_compaction_errors
                 .with_label_values(&[function, table, kind]);
         }
         if dead_letters {

@@ -26,7 +26,7 @@ pub struct Commit {
     pub trigger: Option<String>,
     /// `weir.hostId`.
     pub host: Option<String>,
-    /// Data files added.
+    /// Data files of new rows added (a compaction's rewrites are not new).
     pub files: usize,
     /// Rows added, from the files' statistics.
     pub rows: u64,
@@ -88,6 +88,10 @@ fn parse(version: u64, bytes: &[u8]) -> Result<Commit, serde_json::Error> {
             commit.trigger = text("weir.trigger");
             commit.host = text("weir.hostId");
         } else if let Some(add) = action.get("add") {
+            // A compaction's rewrite of rows other commits added.
+            if add.get("dataChange").and_then(serde_json::Value::as_bool) == Some(false) {
+                continue;
+            }
             commit.files += 1;
             if let Some(path) = add.get("path").and_then(|p| p.as_str()) {
                 commit.paths.push(path.to_owned());
@@ -125,6 +129,22 @@ mod tests {
         assert_eq!(commit.host.as_deref(), Some("h-1"));
         assert_eq!((commit.files, commit.rows), (2, 10));
         assert_eq!(commit.paths[1], "date=2026-01-02/part-2.parquet");
+    }
+
+    #[test]
+    fn a_compaction_adds_no_rows() {
+        let log = concat!(
+            r#"{"commitInfo":{"operation":"OPTIMIZE","weir.function":"f"}}"#,
+            "\n",
+            r#"{"remove":{"path":"a.parquet","dataChange":false}}"#,
+            "\n",
+            r#"{"add":{"path":"b.parquet","size":10,"dataChange":false,"stats":"{\"numRecords\":7}"}}"#,
+            "\n"
+        );
+        let commit = parse(9, log.as_bytes()).unwrap();
+        assert_eq!(commit.operation.as_deref(), Some("OPTIMIZE"));
+        assert_eq!((commit.files, commit.rows), (0, 0));
+        assert!(commit.paths.is_empty());
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The Delta Lake sink of Kafka-triggered functions: one [`TableWriter`] per
 //! output table plus the dead-letter table, JSON rows or typed columns →
 //! Arrow → parquet, one commit per flush per table with `txn` actions
-//! (DESIGN.md §5), on a local path or S3-compatible object storage. It
-//! does not decide which messages go where; the Kafka trigger does.
+//! (DESIGN.md §5), small files compacted as they accumulate, on a local
+//! path or S3-compatible object storage. It does not decide which
+//! messages go where; the Kafka trigger does.
 
 mod columns;
+mod compact;
 mod dead_letter;
 mod error;
 pub mod lineage;
@@ -25,7 +27,7 @@ pub use error::DeltaError;
 pub use rows::{DecodedRows, concat, decode, without};
 pub use schema::{Column, TableSchema};
 pub use storage::StorageOptions;
-pub use table::{Committed, TableWriter, TxnUpdate};
+pub use table::{Committed, Compacted, TableWriter, TxnUpdate};
 
 /// What every commit's `commitInfo` records: the lineage of its rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +63,10 @@ pub fn app_id(app: &str, component: &str, topic: &str, partition: i32) -> String
     format!("weir:{app}:{component}:{topic}:{partition}")
 }
 
-/// Parquet files under the table's directory that no version references:
-/// left by a host that crashed between writing files and committing them.
+/// Parquet files under the table's directory that the log neither holds
+/// nor removed within the retention period: left by a host that crashed
+/// between writing files and committing them, or removed (compacted) so
+/// long ago that no reader may still need them.
 pub async fn orphans(table: &TableWriter) -> Result<Vec<String>, DeltaError> {
     let delta = table.table();
     let err = |source| DeltaError::Read {
@@ -70,11 +74,19 @@ pub async fn orphans(table: &TableWriter) -> Result<Vec<String>, DeltaError> {
         source,
     };
     let state = delta.snapshot().map_err(err)?;
-    let referenced: HashSet<String> = state
+    let mut referenced: HashSet<String> = state
         .log_data()
         .into_iter()
         .map(|add| add.object_store_path().to_string())
         .collect();
+    let log_store = delta.log_store();
+    let mut removed = state.all_tombstones(log_store.as_ref());
+    while let Some(tombstone) = removed.try_next().await.map_err(err)? {
+        let path = tombstone.path();
+        let path = object_store::path::Path::parse(path.as_ref())
+            .unwrap_or_else(|_| object_store::path::Path::from(path.as_ref()));
+        referenced.insert(path.to_string());
+    }
     let listed: Vec<_> = delta
         .object_store()
         .list(None)

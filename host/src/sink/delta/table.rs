@@ -9,14 +9,16 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, StructField, Transaction};
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 use futures::StreamExt as _;
+use indexmap::IndexMap;
 
 use super::schema::TableSchema;
 use super::storage::StorageOptions;
-use super::{CommitInfo, DeltaError};
+use super::{CommitInfo, DeltaError, compact, read};
 
 /// One `txn` action of a commit: after the commit, `app_id` has `version`.
 /// The commit goes through only if the table still holds `expected` for
@@ -40,6 +42,17 @@ pub struct Committed {
     pub rows: usize,
     /// Parquet files added.
     pub files: usize,
+}
+
+/// What one compaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compacted {
+    /// The table version written.
+    pub version: u64,
+    /// Small files the version no longer references.
+    pub removed: usize,
+    /// Files written in their place.
+    pub added: usize,
 }
 
 /// An open Delta table.
@@ -294,8 +307,21 @@ impl TableWriter {
             partition_by: Some(state.metadata().partition_columns().to_vec()),
             predicate: None,
         };
+        self.commit_actions(adds, operation, properties, txns).await
+    }
+
+    /// Commits `actions` on top of the table as last read; on success the
+    /// writer's state is the committed version's.
+    async fn commit_actions(
+        &mut self,
+        actions: Vec<Action>,
+        operation: DeltaOperation,
+        properties: CommitProperties,
+        txns: &[TxnUpdate],
+    ) -> Result<u64, DeltaError> {
+        let state = self.table.snapshot().map_err(|e| self.error_read(e))?;
         let finalized = CommitBuilder::from(properties)
-            .with_actions(adds)
+            .with_actions(actions)
             .build(Some(state), self.table.log_store(), operation)
             .await;
         match finalized {
@@ -316,6 +342,154 @@ impl TableWriter {
                 source,
             }),
         }
+    }
+
+    /// Rewrites the small files [`compact::pick`] chooses as one larger
+    /// file (or a few, each up to [`compact::TARGET_FILE_SIZE`]) in a
+    /// commit that changes no data: `remove` and `add` actions with
+    /// `dataChange: false`, operation `OPTIMIZE`, no `txn`. Files are read
+    /// one at a time and streamed into the new ones.
+    ///
+    /// The commit goes through only right on top of the version the files
+    /// were chosen at; after any concurrent commit it is abandoned as
+    /// [`DeltaError::Conflict`] and its files deleted. Delta's conflict
+    /// check would let two compactions remove the same files (removals
+    /// without data change do not conflict) and both add their rewrite,
+    /// which would duplicate the rows. Returns `None` if nothing is due.
+    pub async fn compact(&mut self, info: &CommitInfo) -> Result<Option<Compacted>, DeltaError> {
+        let Some((removes, adds)) = self.rewrite_small_files().await? else {
+            return Ok(None);
+        };
+        let removed = removes.len();
+        let added = adds.len();
+        let properties = CommitProperties::default()
+            .with_max_retries(0)
+            .with_metadata(info.metadata(self.schema_version));
+        let operation = DeltaOperation::Optimize {
+            predicate: None,
+            target_size: i64::try_from(compact::TARGET_FILE_SIZE).unwrap_or(i64::MAX),
+        };
+        let mut actions = removes;
+        actions.extend(adds.iter().cloned());
+        match self
+            .commit_actions(actions, operation, properties, &[])
+            .await
+        {
+            Ok(version) => Ok(Some(Compacted {
+                version,
+                removed,
+                added,
+            })),
+            Err(e) => {
+                let lost = match &e {
+                    DeltaError::Conflict { .. } => true,
+                    DeltaError::Commit { source, .. } => matches!(
+                        source,
+                        DeltaTableError::Transaction {
+                            source: TransactionError::MaxCommitAttempts(_)
+                                | TransactionError::VersionAlreadyExists(_)
+                        }
+                    ),
+                    _ => false,
+                };
+                if !lost {
+                    // Whether the log references the files is unknown.
+                    return Err(e);
+                }
+                self.delete_files(&adds).await;
+                Err(DeltaError::Conflict {
+                    table: self.name.clone(),
+                    reason: "the table moved while its files were compacted".to_owned(),
+                })
+            }
+        }
+    }
+
+    /// Writes the rows of the files due for compaction into new files:
+    /// the `remove` actions of the old ones and the `add` actions of the
+    /// new, or `None` if nothing is due.
+    async fn rewrite_small_files(&self) -> Result<Option<(Vec<Action>, Vec<Action>)>, DeltaError> {
+        let read = |source| self.error_read(source);
+        let write = |source| DeltaError::Write {
+            table: self.name.clone(),
+            source,
+        };
+        let state = self.table.snapshot().map_err(read)?;
+        let columns = state.metadata().partition_columns().to_vec();
+        let schema = state.schema();
+        let files: Vec<_> = state.log_data().into_iter().collect();
+        let candidates: Vec<compact::Candidate> = files
+            .iter()
+            .map(|file| {
+                let values = file.partition_values_map();
+                compact::Candidate {
+                    size: file.size(),
+                    modified: file.modification_time(),
+                    partition: columns
+                        .iter()
+                        .map(|c| values.get(c).cloned().flatten())
+                        .collect(),
+                }
+            })
+            .collect();
+        let chosen = compact::pick(&candidates);
+        if chosen.is_empty() {
+            return Ok(None);
+        }
+        let store = self.table.object_store();
+        let mut writer = RecordBatchWriter::for_table(&self.table)
+            .map_err(write)?
+            .with_target_file_size(compact::TARGET_FILE_SIZE);
+        let mut removes = Vec::with_capacity(chosen.len());
+        for i in chosen {
+            let file = &files[i];
+            let mut values = IndexMap::with_capacity(columns.len());
+            for (column, raw) in columns.iter().zip(&candidates[i].partition) {
+                let primitive = schema
+                    .field(column)
+                    .and_then(|f| f.data_type().as_primitive_opt())
+                    .ok_or_else(|| DeltaError::SchemaMismatch {
+                        table: self.name.clone(),
+                        reason: format!("partition column `{column}` is not a primitive column"),
+                    })?;
+                let value = primitive
+                    .parse_scalar(raw.as_deref().unwrap_or(""))
+                    .map_err(|e| read(e.into()))?;
+                values.insert(column.clone(), value);
+            }
+            let bytes = read::fetch(store.as_ref(), &file.object_store_path())
+                .await
+                .map_err(read)?;
+            let rows = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(ParquetRecordBatchReaderBuilder::build)
+                .map_err(|e| read(e.into()))?;
+            for batch in rows {
+                let batch = batch.map_err(|e| read(e.into()))?;
+                writer
+                    .write_partition(batch, &values, WriteMode::Default)
+                    .await
+                    .map_err(write)?;
+            }
+            removes.push(Action::Remove(file.remove_action(false)));
+        }
+        let adds = writer
+            .flush()
+            .await
+            .map_err(write)?
+            .into_iter()
+            .map(|mut add| {
+                add.data_change = false;
+                Action::Add(add)
+            })
+            .collect();
+        Ok(Some((removes, adds)))
+    }
+
+    /// Data files in the table as last read or committed.
+    pub fn live_files(&self) -> usize {
+        self.table
+            .snapshot()
+            .map_or(0, |state| state.log_data().num_files())
     }
 
     /// Best effort: a file left behind is unreferenced, never read, and
@@ -417,7 +591,13 @@ fn check_matches(
 
 #[cfg(test)]
 mod tests {
-    use super::{KnownTxns, TxnUpdate};
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Array as _, Date32Array, Int64Array};
+
+    use super::{CommitInfo, DeltaError, KnownTxns, StorageOptions, TableWriter, TxnUpdate};
+    use crate::sink::delta::{TableSchema, orphans, read};
 
     fn txn(app_id: &str, version: i64) -> TxnUpdate {
         TxnUpdate {
@@ -442,5 +622,114 @@ mod tests {
         // Our commit landed as 7 after a race with 6: forget everything.
         known.committed(7, &[txn("p0", 3)]);
         assert!(known.at(Some(7)).is_empty());
+    }
+
+    /// Ten rows per commit, half on each of two days: two files a commit.
+    async fn append(table: &mut TableWriter, commit: i64) {
+        let ids: Vec<i64> = (commit * 10..commit * 10 + 10).collect();
+        let days: Vec<i32> = ids
+            .iter()
+            .map(|id| 20_000 + i32::from(id % 2 == 1))
+            .collect();
+        let batch = deltalake::arrow::array::RecordBatch::try_new(
+            Arc::clone(table.arrow_schema()),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(Date32Array::from(days)),
+            ],
+        )
+        .unwrap();
+        let update = TxnUpdate {
+            app_id: "p0".to_owned(),
+            expected: (commit > 0).then(|| commit - 1),
+            version: commit,
+        };
+        table.commit(Some(batch), &[update], &info()).await.unwrap();
+    }
+
+    fn info() -> CommitInfo {
+        CommitInfo {
+            function: "f".to_owned(),
+            component_digest: "sha256:test".to_owned(),
+            trigger: "t".to_owned(),
+            host_id: "h".to_owned(),
+        }
+    }
+
+    /// Every `id` in the table, and how many times it appears in all.
+    async fn ids(uri: &str) -> (BTreeSet<i64>, usize) {
+        let table = read::open(uri).await.unwrap();
+        let mut ids = BTreeSet::new();
+        let mut count = 0;
+        for batch in read::scan(&table).await.unwrap() {
+            let column = batch.column_by_name("id").unwrap();
+            let column = column.as_any().downcast_ref::<Int64Array>().unwrap();
+            count += column.len();
+            ids.extend(column.values().iter().copied());
+        }
+        (ids, count)
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_every_row_once_and_a_second_compactor_of_the_same_files_gives_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().join("t").to_str().unwrap().to_owned();
+        let schema = TableSchema::parse(
+            r#"{"version": 1, "columns": [{"name": "id", "type": "long", "nullable": false},
+                {"name": "day", "type": "date", "nullable": false}]}"#,
+        )
+        .unwrap();
+        let open = async || {
+            TableWriter::open(
+                "t",
+                &uri,
+                &StorageOptions::default(),
+                &schema,
+                &["day".to_owned()],
+                5,
+            )
+            .await
+            .unwrap()
+        };
+        let mut writer = open().await;
+        for commit in 0..7 {
+            append(&mut writer, commit).await;
+        }
+        // Seven small files per day: nothing is due yet.
+        assert!(writer.compact(&info()).await.unwrap().is_none());
+        for commit in 7..12 {
+            append(&mut writer, commit).await;
+        }
+        assert_eq!(writer.live_files(), 24);
+
+        // A second writer reads the same version and so picks the same files.
+        let mut other = open().await;
+        let done = writer.compact(&info()).await.unwrap().unwrap();
+        assert_eq!((done.removed, done.added), (12, 1));
+        let lost = other.compact(&info()).await;
+        assert!(
+            matches!(lost, Err(DeltaError::Conflict { .. })),
+            "the second compaction of the same files must give up: {lost:?}"
+        );
+        let (seen, count) = ids(&uri).await;
+        assert_eq!((seen.len(), count), (120, 120), "every row once");
+        assert_eq!(orphans(&writer).await.unwrap(), Vec::<String>::new());
+
+        // The other day next, then nothing; appends go on on top.
+        assert!(writer.compact(&info()).await.unwrap().is_some());
+        assert_eq!(writer.live_files(), 2);
+        assert!(writer.compact(&info()).await.unwrap().is_none());
+        append(&mut writer, 12).await;
+        assert_eq!(
+            writer.versions(&["p0".to_owned()]).await.unwrap(),
+            [Some(12)]
+        );
+        let (seen, count) = ids(&uri).await;
+        assert_eq!((seen.len(), count), (130, 130));
+        assert_eq!(seen.last(), Some(&129));
+        // A reader opening the table afresh sees the same rows (the
+        // checkpoints written meanwhile hold the compactions too).
+        let reopened = open().await;
+        assert_eq!(reopened.live_files(), 4);
     }
 }

@@ -548,6 +548,7 @@ impl Committer {
                 for (part, update) in txns {
                     self.progress.advance(part, target, update.version);
                 }
+                self.compact(target).await;
             }
             Err(e) => {
                 let kind = if e.is_fenced() { "fenced" } else { "error" };
@@ -558,6 +559,52 @@ impl Committer {
                 tracing::error!(table = %name, error = format!("{:#}", anyhow::Error::new(e)), "commit abandoned; its partitions will be re-read from the Delta log");
                 for (part, _) in txns {
                     self.send_back(part, log);
+                }
+            }
+        }
+    }
+
+    /// Compacts `target`'s small files if enough have accumulated. The
+    /// rows are committed either way: a compaction that fails is counted
+    /// and logged, and tried again after a later commit.
+    async fn compact(&mut self, target: Target) {
+        let table = match target {
+            Target::Output(t) => &mut self.outputs[t],
+            Target::DeadLetters => &mut self.dead_letters,
+        };
+        let started = Instant::now();
+        let result = table.compact(&self.info).await;
+        let files = i64::try_from(table.live_files()).unwrap_or(i64::MAX);
+        let name = table.name.as_str();
+        let labels = [self.info.function.as_str(), name];
+        self.metrics
+            .delta_files
+            .with_label_values(&labels)
+            .set(files);
+        match result {
+            Ok(None) => {}
+            Ok(Some(done)) => {
+                self.metrics
+                    .delta_compactions
+                    .with_label_values(&labels)
+                    .inc();
+                self.metrics
+                    .delta_compacted_files
+                    .with_label_values(&labels)
+                    .inc_by(done.removed as u64);
+                tracing::debug!(table = %name, version = done.version, removed = done.removed, added = done.added, files, elapsed_ms = started.elapsed().as_millis(), "compacted small files");
+            }
+            Err(e) => {
+                let kind = if e.is_fenced() { "conflict" } else { "error" };
+                self.metrics
+                    .delta_compaction_errors
+                    .with_label_values(&[self.info.function.as_str(), name, kind])
+                    .inc();
+                let error = format!("{:#}", anyhow::Error::new(e));
+                if kind == "conflict" {
+                    tracing::debug!(table = %name, error, "compaction abandoned; tried again later");
+                } else {
+                    tracing::warn!(table = %name, error, "compaction failed; tried again later");
                 }
             }
         }
@@ -593,7 +640,7 @@ async fn report_orphans(table: &TableWriter, function: &str, metrics: &Metrics) 
     match delta::orphans(table).await {
         Ok(files) => {
             if !files.is_empty() {
-                tracing::warn!(table = %table.name, count = files.len(), first = %files[0], "parquet files no table version references (left by a crash); safe to delete");
+                tracing::warn!(table = %table.name, count = files.len(), first = %files[0], "parquet files the table neither holds nor removed within its retention (left by a crash, or compacted away long ago); safe to delete");
             }
             metrics
                 .delta_orphan_files
