@@ -34,12 +34,8 @@ impl TableArgs {
             .block_on(async {
                 let table = read::open_with(&uri, &storage).await?;
                 let summary = summary::summary(&table)?;
-                // One read of the commit files serves both the list and
-                // the search for the newest rows.
-                let limit = self.commits.max(summary::NEWEST_ROWS_COMMITS);
-                let mut commits = lineage::commits(&table, Some(limit)).await?;
-                let rows = summary::newest_rows(&table, &commits, self.rows).await?;
-                commits.drain(..commits.len().saturating_sub(self.commits));
+                let commits = lineage::commits(&table, Some(self.commits)).await?;
+                let rows = summary::newest_rows(&table, self.rows).await?;
                 Ok::<_, crate::sink::delta::DeltaError>((summary, commits, rows))
             })
             .with_context(|| format!("reading table `{uri}`"))?;

@@ -236,12 +236,48 @@ pub(crate) fn referenced(table: &deltalake::DeltaTable) -> BTreeSet<String> {
         .collect()
 }
 
-/// The parquet files under `table` that its log does not reference.
+/// Every data file any commit in the log added or removed, read from the
+/// commit files themselves: a file the host compacted away is no orphan.
+pub(crate) async fn ever_committed(table: &deltalake::DeltaTable) -> BTreeSet<String> {
+    use futures::TryStreamExt as _;
+    use object_store::ObjectStoreExt as _;
+    let store = table.object_store();
+    let listed: Vec<_> = store
+        .list(Some(&object_store::path::Path::from("_delta_log")))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut paths = BTreeSet::new();
+    for meta in listed {
+        if !meta.location.as_ref().ends_with(".json") {
+            continue;
+        }
+        let bytes = store
+            .get(&meta.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let action: serde_json::Value = serde_json::from_slice(line).unwrap();
+            for kind in ["add", "remove"] {
+                if let Some(path) = action[kind]["path"].as_str() {
+                    let path = object_store::path::Path::from_url_path(path).unwrap();
+                    paths.insert(path.to_string());
+                }
+            }
+        }
+    }
+    paths
+}
+
+/// The parquet files under `table` that no commit of its log added.
 async fn unreferenced(table: &Path) -> usize {
     let delta = weir::sink::delta::read::open(&table.display().to_string())
         .await
         .unwrap();
-    let referenced = referenced(&delta);
+    let referenced = ever_committed(&delta).await;
     let mut count = 0;
     let mut dirs = vec![table.to_path_buf()];
     while let Some(dir) = dirs.pop() {

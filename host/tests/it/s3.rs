@@ -16,7 +16,7 @@ use futures::TryStreamExt as _;
 use weir::sink::delta::{CommitInfo, StorageOptions, TableSchema, TableWriter, TxnUpdate, read};
 
 use crate::crash::{
-    Process, broker, create_topic, exited_within, host_command, referenced, stream,
+    Process, broker, create_topic, ever_committed, exited_within, host_command, stream,
 };
 use crate::delta::{
     assert_exactly_once, messages, offsets_at, produce, python_reader_agrees_at, start_with,
@@ -150,11 +150,11 @@ source = "{source}"
     )
 }
 
-/// The parquet files of the table at `uri` its log does not reference,
+/// The parquet files of the table at `uri` no commit of its log added,
 /// listed from the object store.
 async fn unreferenced(uri: &str, storage: &StorageOptions) -> usize {
     let table = read::open_with(uri, storage).await.unwrap();
-    let referenced = referenced(&table);
+    let referenced = ever_committed(&table).await;
     let listed: Vec<_> = table.object_store().list(None).try_collect().await.unwrap();
     listed
         .iter()

@@ -1,13 +1,13 @@
 //! What `weir table` shows of a table: version, files and rows (from the
 //! log's statistics, no data read), rows per partition, the schema, and
-//! the rows its newest commits added.
+//! its newest rows.
 
 use std::collections::{BTreeMap, HashSet};
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 
-use super::{DeltaError, lineage, read};
+use super::{DeltaError, read};
 
 /// A table at its newest version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,39 +68,38 @@ pub fn summary(table: &DeltaTable) -> Result<Summary, DeltaError> {
     })
 }
 
-/// How many of the newest commits [`newest_rows`] needs at most.
-pub const NEWEST_ROWS_COMMITS: usize = 50;
-
-/// Up to `n` rows added by the newest of `commits` (the table's last ones,
-/// oldest first, as [`lineage::commits`] returns them; the newest
-/// [`NEWEST_ROWS_COMMITS`] are looked at), newest commit's first.
-pub async fn newest_rows(
-    table: &DeltaTable,
-    commits: &[lineage::Commit],
-    n: usize,
-) -> Result<Vec<RecordBatch>, DeltaError> {
-    let mut paths = HashSet::new();
-    let mut counted = 0;
-    for commit in commits.iter().rev().take(NEWEST_ROWS_COMMITS) {
-        if counted >= n {
-            break;
-        }
-        counted += usize::try_from(commit.rows).unwrap_or(usize::MAX);
-        paths.extend(commit.paths.iter().cloned());
-    }
-    if paths.is_empty() {
-        return Ok(Vec::new());
-    }
-    let batches = read::scan_files(table, Some(&paths)).await?;
+/// Up to `n` of the table's newest rows, newest file first: the live
+/// files are read newest first (by the time they were written) and of
+/// each its last rows are taken, in the order they were written. A
+/// compacted file holds older rows than the appends made after it.
+pub async fn newest_rows(table: &DeltaTable, n: usize) -> Result<Vec<RecordBatch>, DeltaError> {
+    let state = table.snapshot().map_err(|source| DeltaError::Read {
+        table: table.table_url().to_string(),
+        source,
+    })?;
+    let mut files: Vec<(i64, String)> = state
+        .log_data()
+        .into_iter()
+        .map(|file| (file.modification_time(), file.path().into_owned()))
+        .collect();
+    files.sort_by(|a, b| b.cmp(a));
     let mut out = Vec::new();
     let mut left = n;
-    for batch in batches {
+    for (_, path) in files {
         if left == 0 {
             break;
         }
-        let take = batch.num_rows().min(left);
-        out.push(batch.slice(0, take));
-        left -= take;
+        let batches = read::scan_files(table, Some(&HashSet::from([path]))).await?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut skip = rows.saturating_sub(left);
+        for batch in batches {
+            let from = skip.min(batch.num_rows());
+            skip -= from;
+            if from < batch.num_rows() {
+                left -= batch.num_rows() - from;
+                out.push(batch.slice(from, batch.num_rows() - from));
+            }
+        }
     }
     Ok(out)
 }
