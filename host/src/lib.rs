@@ -13,7 +13,8 @@
 //!   which host of a fleet runs each cron trigger, and its feed ledger in
 //!   Kafka, is `trigger::cron::fleet`.
 //! - [`sink`]: where output goes (the Kafka producer, Delta tables on a path
-//!   or S3 and their dead-letter table).
+//!   or S3 and their dead-letter table, and the compaction of their small
+//!   files).
 //! - [`metrics`]: every metric name and label, in one registry.
 //! - [`broker`]: the embedded Kafka-protocol broker of local mode (tansu).
 //! - [`disk`]: free space under the data dir and local tables.
