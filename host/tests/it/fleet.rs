@@ -3,7 +3,8 @@
 //! Random hosts are SIGKILLed and restarted ten times while feeds and
 //! messages flow. At the end every offset is in the tables exactly once,
 //! every feed version is on its topic at most once (no entity twice for
-//! one header timestamp), and no tick of a cron trigger ran on two hosts.
+//! one header timestamp), and the ledger records no feed version as
+//! published by two hosts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -274,20 +275,38 @@ async fn three_hosts_killed_at_random_share_feeds_and_tables_exactly_once() {
         );
     }
 
-    // No tick ran on two hosts: the ledger names the host of every tick.
+    // Each feed version published by one host. While the group moves a
+    // trigger, the host losing it may not have been told yet and tick too:
+    // its claim on the ledger then fences its publish (docs/decisions.md),
+    // so two hosts may record one tick, never one version as published.
     let mut ticks: BTreeMap<(String, i64), BTreeSet<String>> = BTreeMap::new();
+    let mut published: BTreeMap<(String, u64), BTreeSet<String>> = BTreeMap::new();
     for (_, _, value) in read_topic(&brokers, &format!("weir.{APP}.cron")) {
         let record: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        let trigger = record["trigger"].as_str().unwrap().to_owned();
+        let host = record["host"].as_str().unwrap().to_owned();
+        if record["state"] == "published" {
+            published
+                .entry((trigger.clone(), record["feed_timestamp"].as_u64().unwrap()))
+                .or_default()
+                .insert(host.clone());
+        }
         ticks
-            .entry((
-                record["trigger"].as_str().unwrap().to_owned(),
-                record["tick"].as_i64().unwrap(),
-            ))
+            .entry((trigger, record["tick"].as_i64().unwrap()))
             .or_default()
-            .insert(record["host"].as_str().unwrap().to_owned());
+            .insert(host);
     }
-    let shared: Vec<_> = ticks.iter().filter(|(_, hosts)| hosts.len() > 1).collect();
-    assert!(shared.is_empty(), "ticks run by two hosts: {shared:?}");
+    let twice: Vec<_> = published
+        .iter()
+        .filter(|(_, hosts)| hosts.len() > 1)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "feed versions published by two hosts: {twice:?}\n{}",
+        ownership_log(dir.path())
+    );
+    let shared = ticks.values().filter(|hosts| hosts.len() > 1).count();
+    println!("ticks recorded by two hosts while a trigger moved: {shared}; none published twice");
     let hosts_seen: BTreeSet<&String> = ticks.values().flatten().collect();
     assert!(hosts_seen.len() >= 2, "ownership moved: {hosts_seen:?}");
 }
