@@ -75,6 +75,9 @@ pub struct Metrics {
     /// `weir_cron_rejoins_total`: times this host left the fleet's group and
     /// joined again because a cron trigger had no live owner.
     pub cron_rejoins: IntCounter,
+    /// `weir_embedded_broker_failures_total`: times the embedded broker's
+    /// storage failed (each followed by a restart in place).
+    pub embedded_broker_failures: IntCounter,
     /// `weir_cron_fenced_total{trigger}`: feed versions this host did not
     /// publish because another host, also believing it ran the trigger,
     /// claimed the trigger's ledger first.
@@ -243,6 +246,13 @@ impl Metrics {
                 IntCounter::new(
                     "weir_cron_rejoins_total",
                     "Times this host rejoined the fleet's group because a cron trigger had no live owner.",
+                ),
+            ),
+            embedded_broker_failures: register(
+                &registry,
+                IntCounter::new(
+                    "weir_embedded_broker_failures_total",
+                    "Times the embedded Kafka broker's storage failed; weir restarts it in place each time.",
                 ),
             ),
             cron_fenced: counter(

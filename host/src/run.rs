@@ -143,7 +143,10 @@ impl Host {
                 .any(|t| matches!(t, Trigger::Kafka(_)));
         let broker = match (&config.kafka, &config.data_dir) {
             (KafkaMode::Embedded, Some(dir)) if needs_kafka => {
-                Some(EmbeddedBroker::start(&dir.join("broker"), 0).await?)
+                let broker = EmbeddedBroker::start(&dir.join("broker"), 0).await?;
+                let failures = metrics.embedded_broker_failures.clone();
+                broker.on_failure(move || failures.inc());
+                Some(broker)
             }
             (KafkaMode::Embedded, None) if needs_kafka => {
                 anyhow::bail!(
@@ -208,6 +211,9 @@ impl Host {
             ),
             _ => None,
         };
+        if let Some(broker) = &broker {
+            renew_producers_on_failure(broker, &publish, fleet.as_ref());
+        }
         let mut once = JoinSet::new();
         for trigger in &manifest.triggers {
             match trigger {
@@ -363,6 +369,38 @@ impl Publish for Publisher {
                 messages.len()
             ),
         }
+    }
+}
+
+/// After the embedded broker fails, and before it starts again, the
+/// host's idempotent producers are replaced: the restarted broker may have
+/// lost their producer ids, and tansu panics on a batch of a producer it
+/// does not know.
+fn renew_producers_on_failure(
+    broker: &EmbeddedBroker,
+    publish: &Arc<Publisher>,
+    fleet: Option<&Arc<Fleet>>,
+) {
+    if matches!(publish.as_ref(), Publisher::Kafka(_)) {
+        let publish = Arc::clone(publish);
+        broker.on_failure(move || {
+            if let Publisher::Kafka(sink) = publish.as_ref()
+                && let Err(e) = sink.renew()
+            {
+                tracing::error!(error = %e, "cannot renew the feed publisher's Kafka producer");
+            }
+        });
+    }
+    if let Some(fleet) = fleet {
+        let fleet = Arc::clone(fleet);
+        broker.on_failure(move || {
+            if let Err(e) = fleet.renew_producer() {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "cannot renew the cron ledger's Kafka producer"
+                );
+            }
+        });
     }
 }
 

@@ -2,7 +2,7 @@
 //! in-flight), compressed, and all-or-error per invocation: a tick's
 //! messages are sent together and the tick fails if any is not acknowledged.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -10,7 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::Publish;
@@ -78,7 +78,9 @@ impl KafkaSinkConfig {
 /// An idempotent producer shared by every cron trigger.
 #[derive(Clone)]
 pub struct KafkaSink {
-    producer: FutureProducer,
+    /// Replaced whole by [`KafkaSink::renew`]; a publish uses the one it
+    /// started with.
+    producer: Arc<RwLock<Arc<FutureProducer>>>,
     config: KafkaSinkConfig,
     metrics: Arc<Metrics>,
 }
@@ -94,26 +96,35 @@ impl std::fmt::Debug for KafkaSink {
 impl KafkaSink {
     /// Creates the producer (no connection is made until the first send).
     pub fn new(config: KafkaSinkConfig, metrics: Arc<Metrics>) -> Result<Self, KafkaSinkError> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "5")
-            .set(
-                "message.timeout.ms",
-                config.delivery_timeout.as_millis().to_string(),
-            )
-            .create()
-            .map_err(|source| KafkaSinkError::Client {
-                brokers: config.brokers.clone(),
-                source,
-            })?;
+        let producer = Arc::new(RwLock::new(Arc::new(producer(&config)?)));
         Ok(Self {
             producer,
             config,
             metrics,
         })
+    }
+
+    /// Replaces the producer with a new one, with a producer id of its own,
+    /// and drops what the old one still queued or had in flight (those
+    /// publishes fail). For a broker that lost the old producer's state —
+    /// tansu restarted after its storage failed panics on every batch of a
+    /// producer it no longer knows — or a producer that hit a fatal error.
+    pub fn renew(&self) -> Result<(), KafkaSinkError> {
+        let fresh = Arc::new(producer(&self.config)?);
+        let old = std::mem::replace(
+            &mut *self
+                .producer
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            fresh,
+        );
+        old.purge(PurgeConfig::default().queue().inflight());
+        tracing::info!(brokers = %self.config.brokers, "Kafka producer renewed");
+        Ok(())
+    }
+
+    fn producer(&self) -> Arc<FutureProducer> {
+        Arc::clone(&self.producer.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Creates `topics` if they do not exist (brokers such as tansu do not
@@ -167,7 +178,7 @@ impl KafkaSink {
 
     /// Whether the brokers know `topic` (with at least one partition).
     fn topic_exists(&self, topic: &str) -> bool {
-        self.producer
+        self.producer()
             .client()
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .is_ok_and(|m| {
@@ -178,15 +189,35 @@ impl KafkaSink {
     }
 }
 
+/// The sink's idempotent producer for `config`.
+fn producer(config: &KafkaSinkConfig) -> Result<FutureProducer, KafkaSinkError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set(
+            "message.timeout.ms",
+            config.delivery_timeout.as_millis().to_string(),
+        )
+        .create()
+        .map_err(|source| KafkaSinkError::Client {
+            brokers: config.brokers.clone(),
+            source,
+        })
+}
+
 impl Publish for KafkaSink {
     async fn publish(&self, function: &str, messages: Vec<OutMessage>) -> anyhow::Result<()> {
         let total = messages.len();
+        let producer = self.producer();
         let sends = messages.iter().map(|m| {
             let mut record = FutureRecord::to(&m.topic).payload(&m.value);
             if let Some(key) = &m.key {
                 record = record.key(key);
             }
-            self.producer.send(record, self.config.delivery_timeout)
+            producer.send(record, self.config.delivery_timeout)
         });
         let results = join_all(sends).await;
         let mut first_error = None;
@@ -203,6 +234,19 @@ impl Publish for KafkaSink {
                     failed += 1;
                     first_error.get_or_insert((message.topic.clone(), e));
                 }
+            }
+        }
+        if first_error.is_some()
+            && let Some((code, reason)) = producer.client().fatal_error()
+        {
+            // An idempotent producer's fatal error ends it for good.
+            tracing::error!(
+                ?code,
+                reason,
+                "the Kafka producer hit a fatal error; renewing it"
+            );
+            if let Err(e) = self.renew() {
+                tracing::error!(error = %e, "cannot renew the Kafka producer");
             }
         }
         match first_error {

@@ -159,3 +159,110 @@ async fn a_full_disk_fails_commits_cleanly_and_the_stream_resumes_exactly_once()
     )
     .await;
 }
+
+/// The embedded broker's log on a filesystem that fills up: tansu's storage
+/// fails under it (its sqlite cannot write, and it panics), weir says so,
+/// counts it, renews the sink's producer and restarts the broker in place;
+/// once space is back, publishes go through again and every message the
+/// broker acknowledged is on the topic once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_on_a_full_disk_is_restarted_and_serves_again_once_space_is_back() {
+    use weir::broker::EmbeddedBroker;
+    use weir::imports::producer::OutMessage;
+    use weir::sink::Publish as _;
+    use weir::sink::kafka::{KafkaSink, KafkaSinkConfig};
+
+    let disk = Tmpfs::mount("32m");
+    let broker = EmbeddedBroker::start(&disk.path().join("broker"), 0)
+        .await
+        .unwrap();
+    let failures = prometheus::IntCounter::new("failures", "broker failures").unwrap();
+    let counted = failures.clone();
+    broker.on_failure(move || counted.inc());
+    let mut config = KafkaSinkConfig::new(&broker.bootstrap);
+    config.delivery_timeout = Duration::from_secs(5);
+    let sink = std::sync::Arc::new(
+        KafkaSink::new(config, std::sync::Arc::new(weir::Metrics::new())).unwrap(),
+    );
+    // As `weir up` does: the restarted broker may not know the producer.
+    let renewed = std::sync::Arc::clone(&sink);
+    broker.on_failure(move || renewed.renew().unwrap());
+    let topic = "filling";
+    sink.ensure_topics(&[topic.to_owned()]).await.unwrap();
+    let batch = |round: usize| -> Vec<OutMessage> {
+        (0..50)
+            .map(|i| OutMessage {
+                topic: topic.into(),
+                key: Some(format!("k{i}").into_bytes()),
+                value: format!("{round}-{i}-{}", "x".repeat(2_000)).into_bytes(),
+            })
+            .collect()
+    };
+    let mut acknowledged = Vec::new();
+    let mut round = 0;
+    let mut publish = async |round: &mut usize| {
+        *round += 1;
+        let messages = batch(*round);
+        let values: Vec<Vec<u8>> = messages.iter().map(|m| m.value.clone()).collect();
+        let sent = sink.publish("test", messages).await;
+        if sent.is_ok() {
+            acknowledged.extend(values);
+        }
+        sent.is_ok()
+    };
+    assert!(
+        publish(&mut round).await,
+        "the broker takes messages at first"
+    );
+
+    let filler = fill(disk.path());
+    let failed_by = Instant::now() + Duration::from_secs(120);
+    while failures.get() == 0 {
+        assert!(
+            Instant::now() < failed_by,
+            "the broker's storage never failed on a full disk ({round} batches sent)"
+        );
+        publish(&mut round).await;
+    }
+    std::fs::remove_file(&filler).unwrap();
+    let back_by = Instant::now() + Duration::from_secs(120);
+    while !publish(&mut round).await {
+        assert!(
+            Instant::now() < back_by,
+            "no publish went through after space came back ({} failures)",
+            failures.get()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Every acknowledged message is on the topic once.
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", "after-the-full-disk")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    use rdkafka::consumer::Consumer as _;
+    use rdkafka::message::Message as _;
+    consumer.subscribe(&[topic]).unwrap();
+    let mut seen: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+    let read_by = Instant::now() + Duration::from_secs(60);
+    while acknowledged.iter().any(|v| !seen.contains_key(v)) {
+        assert!(
+            Instant::now() < read_by,
+            "{} acknowledged messages are missing",
+            acknowledged
+                .iter()
+                .filter(|v| !seen.contains_key(*v))
+                .count()
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+            *seen
+                .entry(m.payload().unwrap_or_default().to_vec())
+                .or_default() += 1;
+        }
+    }
+    let twice = seen.values().filter(|n| **n > 1).count();
+    assert_eq!(twice, 0, "messages on the topic twice");
+}

@@ -25,7 +25,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicRe
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _, PurgeConfig};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::{Deserialize, Serialize};
@@ -89,7 +89,9 @@ pub struct Fleet {
     host: String,
     partitions: BTreeMap<String, i32>,
     owned: watch::Receiver<Owned>,
-    producer: FutureProducer,
+    brokers: String,
+    /// Replaced whole by [`Fleet::renew_producer`].
+    producer: std::sync::RwLock<Arc<FutureProducer>>,
     reader: Arc<Mutex<BaseConsumer>>,
 }
 
@@ -201,11 +203,7 @@ impl Fleet {
             .collect();
         let count = i32::try_from(partitions.len()).unwrap_or(i32::MAX).max(1);
         ensure_topic(brokers, &topic, count).await?;
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("message.timeout.ms", BROKER_TIMEOUT.as_millis().to_string())
-            .create()?;
+        let producer = ledger_producer(brokers)?;
         let reader: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", format!("{topic}.reader"))
@@ -264,7 +262,8 @@ impl Fleet {
             host: host.to_owned(),
             partitions,
             owned,
-            producer,
+            brokers: brokers.to_owned(),
+            producer: std::sync::RwLock::new(Arc::new(producer)),
             reader,
         }))
     }
@@ -296,8 +295,8 @@ impl Fleet {
         let partition = self.partition(&record.trigger)?;
         record.host.clone_from(&self.host);
         let value = serde_json::to_vec(&record)?;
-        let delivery = self
-            .producer
+        let producer = Arc::clone(&self.producer.read().unwrap_or_else(PoisonError::into_inner));
+        let delivery = producer
             .send(
                 FutureRecord::to(&self.topic)
                     .partition(partition)
@@ -341,12 +340,37 @@ impl Fleet {
         read_ledger_partition(&self.reader, &self.topic, partition, read).await
     }
 
+    /// Replaces the ledger's producer with a new one (a producer id of its
+    /// own) and drops what the old one still queued: see
+    /// [`crate::sink::kafka::KafkaSink::renew`].
+    pub fn renew_producer(&self) -> anyhow::Result<()> {
+        let fresh = Arc::new(ledger_producer(&self.brokers)?);
+        let old = std::mem::replace(
+            &mut *self
+                .producer
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            fresh,
+        );
+        old.purge(PurgeConfig::default().queue().inflight());
+        Ok(())
+    }
+
     fn partition(&self, trigger: &str) -> anyhow::Result<i32> {
         self.partitions
             .get(trigger)
             .copied()
             .ok_or_else(|| anyhow::anyhow!("`{trigger}` is not a cron trigger of this fleet"))
     }
+}
+
+/// The idempotent producer that appends to the ledger.
+fn ledger_producer(brokers: &str) -> anyhow::Result<FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", BROKER_TIMEOUT.as_millis().to_string())
+        .create()?)
 }
 
 /// How long the group waits for a silent host before moving its triggers.
