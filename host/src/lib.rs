@@ -16,7 +16,8 @@
 //!   or S3 and their dead-letter table, and the compaction of their small
 //!   files).
 //! - [`metrics`]: every metric name and label, in one registry.
-//! - [`broker`]: the embedded Kafka-protocol broker of local mode (tansu).
+//! - [`broker`]: the embedded Kafka-protocol broker of local mode (tansu),
+//!   restarted in place when its storage fails.
 //! - [`disk`]: free space under the data dir and local tables.
 //! - [`versions`]: the running version of every function; deploy, rollback, `--watch`.
 //! - [`admin`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`, the function API).
