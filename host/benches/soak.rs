@@ -91,6 +91,8 @@ source = "{source}"
 struct Sample1 {
     at: Duration,
     rss_mb: f64,
+    /// What live allocations hold and what jemalloc keeps resident, MB.
+    heap_mb: (f64, f64),
     fds: usize,
     threads: usize,
     log_kb: Vec<u64>,
@@ -142,6 +144,15 @@ fn rows_written(metrics: &str) -> u64 {
         .filter(|l| l.starts_with("weir_delta_rows_written_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
+}
+
+/// The value of the unlabelled gauge `name`, in MB.
+fn gauge_mb(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / (1024.0 * 1024.0)
 }
 
 /// Data files in `table`'s version as the host last read or committed it.
@@ -309,6 +320,10 @@ async fn soak(run: Duration, every: Duration, warm_up: Duration) {
         samples.push(Sample1 {
             at: started.elapsed(),
             rss_mb: status_field(pid, "VmRSS:") as f64 / 1024.0,
+            heap_mb: (
+                gauge_mb(&metrics, "weir_memory_allocated_bytes"),
+                gauge_mb(&metrics, "weir_memory_resident_bytes"),
+            ),
             fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .unwrap()
                 .count(),
@@ -348,14 +363,16 @@ async fn soak(run: Duration, every: Duration, warm_up: Duration) {
     drop(broker);
 
     println!(
-        "| minute | RSS MB | fds | threads | Delta log KB (vehicle / trip / alert) | live files | messages sent | rows written |"
+        "| minute | RSS MB | heap MB (allocated / resident) | fds | threads | Delta log KB (vehicle / trip / alert) | live files | messages sent | rows written |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for s in &samples {
         println!(
-            "| {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
+            "| {:.1} | {:.1} | {:.1} / {:.1} | {} | {} | {} | {} | {} | {} |",
             s.at.as_secs_f64() / 60.0,
             s.rss_mb,
+            s.heap_mb.0,
+            s.heap_mb.1,
             s.fds,
             s.threads,
             s.log_kb
@@ -375,6 +392,7 @@ async fn soak(run: Duration, every: Duration, warm_up: Duration) {
     let after: Vec<&Sample1> = samples.iter().filter(|s| s.at >= warm_up).collect();
     let xs: Vec<f64> = after.iter().map(|s| s.at.as_secs_f64() / 600.0).collect();
     let ys: Vec<f64> = after.iter().map(|s| s.rss_mb).collect();
+    let allocated: Vec<f64> = after.iter().map(|s| s.heap_mb.0).collect();
     let files: Vec<String> = FLOWS
         .iter()
         .enumerate()
@@ -394,10 +412,11 @@ async fn soak(run: Duration, every: Duration, warm_up: Duration) {
         .collect();
     println!();
     println!(
-        "RSS slope after {:.0} min of warm-up: {:+.2} MB per 10 minutes; peak RSS {peak_mb:.1} MB; \
+        "RSS slope after {:.0} min of warm-up: {:+.2} MB per 10 minutes (allocated heap: {:+.2}); peak RSS {peak_mb:.1} MB; \
          fds {}→{}, threads {}→{}; {}; {produced} messages sent, {rows} rows written in {:.0} min",
         warm_up.as_secs_f64() / 60.0,
         slope(&xs, &ys),
+        slope(&xs, &allocated),
         samples[0].fds,
         samples[samples.len() - 1].fds,
         samples[0].threads,

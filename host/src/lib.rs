@@ -18,7 +18,8 @@
 //! - [`metrics`]: every metric name and label, in one registry.
 //! - [`broker`]: the embedded Kafka-protocol broker of local mode (tansu),
 //!   restarted in place when its storage fails.
-//! - [`disk`]: free space under the data dir and local tables.
+//! - [`disk`]: free space under the data dir and local tables; [`memory`]:
+//!   the heap as jemalloc sees it.
 //! - [`versions`]: the running version of every function; deploy, rollback, `--watch`.
 //! - [`admin`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`, the function API).
 //! - [`failpoint`]: named crash points for the kill -9 tests.
@@ -37,6 +38,7 @@ pub mod disk;
 pub mod failpoint;
 pub mod imports;
 pub mod manifest;
+pub mod memory;
 pub mod metrics;
 pub mod run;
 pub mod runtime;

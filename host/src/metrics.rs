@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Invocation durations from 100 µs to ~100 s.
@@ -95,6 +95,10 @@ pub struct Metrics {
     /// lag probe every 10 s; a cron trigger's ledger records and publishes).
     /// `/readyz` is not ready while any is 0.
     pub kafka_reachable: IntGaugeVec,
+    /// `weir_memory_allocated_bytes`: bytes live allocations hold (jemalloc).
+    pub memory_allocated: IntGauge,
+    /// `weir_memory_resident_bytes`: bytes jemalloc keeps resident, in use or not.
+    pub memory_resident: IntGauge,
     /// `weir_disk_free_bytes{path}`: free bytes on the filesystem of the
     /// data dir and of every local table (measured every 10 s).
     pub disk_free: IntGaugeVec,
@@ -278,6 +282,20 @@ impl Metrics {
                 "weir_kafka_reachable",
                 "1 while the trigger's last exchange with the Kafka brokers was answered, else 0.",
                 &["trigger"],
+            ),
+            memory_allocated: register(
+                &registry,
+                IntGauge::new(
+                    "weir_memory_allocated_bytes",
+                    "Bytes the process's live allocations hold (jemalloc's stats.allocated).",
+                ),
+            ),
+            memory_resident: register(
+                &registry,
+                IntGauge::new(
+                    "weir_memory_resident_bytes",
+                    "Bytes the allocator keeps resident, in use or freed and kept (jemalloc's stats.resident).",
+                ),
             ),
             disk_free: gauge(
                 &registry,

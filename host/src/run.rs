@@ -18,6 +18,7 @@ use crate::disk;
 use crate::imports::feed::FeedLedger;
 use crate::imports::producer::OutMessage;
 use crate::manifest::Manifest;
+use crate::memory;
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, RuntimeConfig, World};
 use crate::sink::Publish;
@@ -121,6 +122,7 @@ impl Host {
                 .chain(tables.flatten().filter_map(|t| disk::local_table(&t.uri)))
                 .collect();
             tasks.spawn(disk::watch(paths, Arc::clone(&metrics), shutdown.clone()).map(Ok));
+            tasks.spawn(memory::watch(Arc::clone(&metrics), shutdown.clone()).map(Ok));
         }
         let locks: HashMap<&str, Arc<Mutex<()>>> = manifest
             .components
@@ -375,16 +377,18 @@ impl Publish for Publisher {
 /// After the embedded broker fails, and before it starts again, the
 /// host's idempotent producers are replaced: the restarted broker may have
 /// lost their producer ids, and tansu panics on a batch of a producer it
-/// does not know.
+/// does not know. The broker holds them weakly: they end with the host,
+/// before the broker stops, as without it.
 fn renew_producers_on_failure(
     broker: &EmbeddedBroker,
     publish: &Arc<Publisher>,
     fleet: Option<&Arc<Fleet>>,
 ) {
     if matches!(publish.as_ref(), Publisher::Kafka(_)) {
-        let publish = Arc::clone(publish);
+        let publish = Arc::downgrade(publish);
         broker.on_failure(move || {
-            if let Publisher::Kafka(sink) = publish.as_ref()
+            if let Some(publish) = publish.upgrade()
+                && let Publisher::Kafka(sink) = publish.as_ref()
                 && let Err(e) = sink.renew()
             {
                 tracing::error!(error = %e, "cannot renew the feed publisher's Kafka producer");
@@ -392,9 +396,11 @@ fn renew_producers_on_failure(
         });
     }
     if let Some(fleet) = fleet {
-        let fleet = Arc::clone(fleet);
+        let fleet = Arc::downgrade(fleet);
         broker.on_failure(move || {
-            if let Err(e) = fleet.renew_producer() {
+            if let Some(fleet) = fleet.upgrade()
+                && let Err(e) = fleet.renew_producer()
+            {
                 tracing::error!(
                     error = format!("{e:#}"),
                     "cannot renew the cron ledger's Kafka producer"

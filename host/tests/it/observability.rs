@@ -543,7 +543,7 @@ scrape_configs:
             assert_eq!(rule["health"], "ok", "{rule}");
         }
     }
-    assert_eq!(loaded, 19);
+    assert_eq!(loaded, 20);
 
     // Every expression runs; every metric it names exists; every dashboard
     // panel query returns data. kafka_* come from kafka-exporter, which has
