@@ -10,6 +10,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> std::process::ExitCode {
     let cli = weir::cli::Cli::parse();
     weir::telemetry::init();
+    if let Err(e) = weir::memory::purge_in_background() {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "freed memory is returned to the system only as the host allocates"
+        );
+    }
     if let Ok(spec) = std::env::var("WEIR_FAILPOINT") {
         weir::failpoint::arm(&spec);
     }

@@ -27,6 +27,17 @@ pub fn heap() -> anyhow::Result<(usize, usize)> {
     Ok((allocated, resident))
 }
 
+/// Has jemalloc return freed pages to the system on its own. Without its
+/// background threads an arena purges the dirty pages it keeps only when
+/// it next allocates, so a host whose work moves between threads keeps
+/// several times its live heap resident: measured in the 30-minute soak,
+/// 26–35 MB allocated, 85–178 MB resident. With them every arena's freed
+/// pages are purged as they decay (10 s).
+pub fn purge_in_background() -> anyhow::Result<()> {
+    tikv_jemalloc_ctl::background_thread::write(true)
+        .map_err(|e| anyhow::anyhow!("cannot start jemalloc's background threads: {e}"))
+}
+
 /// Sets the memory gauges every [`EVERY`] until `shutdown`.
 pub async fn watch(metrics: Arc<Metrics>, shutdown: CancellationToken) {
     loop {

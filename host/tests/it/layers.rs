@@ -14,7 +14,7 @@ const LAYERS: [&[&str]; 6] = [
     // What a guest may call, the sandbox that runs guests, where output goes.
     &["imports", "runtime", "sink"],
     // The running versions of functions; the embedded broker; free space.
-    &["versions", "broker", "disk"],
+    &["versions", "broker", "disk", "memory"],
     // What wakes functions, and the manifest that configures them.
     &["trigger", "manifest"],
     // The host process: its server, status, run loop.
