@@ -29,10 +29,12 @@ pub fn heap() -> anyhow::Result<(usize, usize)> {
 
 /// Has jemalloc return freed pages to the system on its own. Without its
 /// background threads an arena purges the dirty pages it keeps only when
-/// it next allocates, so a host whose work moves between threads keeps
-/// several times its live heap resident: measured in the 30-minute soak,
-/// 26–35 MB allocated, 85–178 MB resident. With them every arena's freed
-/// pages are purged as they decay (10 s).
+/// it next allocates, so pages an idle arena freed stay resident until
+/// then; with them every arena's freed pages are purged as they decay
+/// (10 s). Under the soak's steady load it changed nothing measurable
+/// (jemalloc resident 85–178 MB without, 108–200 MB with, the allocated
+/// heap 23–40 MB in both: what stays resident there is the last seconds'
+/// peaks, see docs/decisions.md); it is for a host whose load stops.
 pub fn purge_in_background() -> anyhow::Result<()> {
     tikv_jemalloc_ctl::background_thread::write(true)
         .map_err(|e| anyhow::anyhow!("cannot start jemalloc's background threads: {e}"))
