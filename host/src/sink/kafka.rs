@@ -80,7 +80,7 @@ impl KafkaSinkConfig {
 pub struct KafkaSink {
     /// Replaced whole by [`KafkaSink::renew`]; a publish uses the one it
     /// started with.
-    producer: Arc<RwLock<Arc<FutureProducer>>>,
+    producer: Arc<ProducerSlot>,
     config: KafkaSinkConfig,
     metrics: Arc<Metrics>,
 }
@@ -96,7 +96,7 @@ impl std::fmt::Debug for KafkaSink {
 impl KafkaSink {
     /// Creates the producer (no connection is made until the first send).
     pub fn new(config: KafkaSinkConfig, metrics: Arc<Metrics>) -> Result<Self, KafkaSinkError> {
-        let producer = Arc::new(RwLock::new(Arc::new(producer(&config)?)));
+        let producer = Arc::new(ProducerSlot::new(producer(&config)?));
         Ok(Self {
             producer,
             config,
@@ -110,21 +110,13 @@ impl KafkaSink {
     /// tansu restarted after its storage failed panics on every batch of a
     /// producer it no longer knows — or a producer that hit a fatal error.
     pub fn renew(&self) -> Result<(), KafkaSinkError> {
-        let fresh = Arc::new(producer(&self.config)?);
-        let old = std::mem::replace(
-            &mut *self
-                .producer
-                .write()
-                .unwrap_or_else(PoisonError::into_inner),
-            fresh,
-        );
-        old.purge(PurgeConfig::default().queue().inflight());
+        self.producer.replace(producer(&self.config)?);
         tracing::info!(brokers = %self.config.brokers, "Kafka producer renewed");
         Ok(())
     }
 
     fn producer(&self) -> Arc<FutureProducer> {
-        Arc::clone(&self.producer.read().unwrap_or_else(PoisonError::into_inner))
+        self.producer.current()
     }
 
     /// Creates `topics` if they do not exist (brokers such as tansu do not
@@ -186,6 +178,31 @@ impl KafkaSink {
                     .iter()
                     .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
             })
+    }
+}
+
+/// A producer that can be replaced whole while publishes hold the one
+/// they started with (the sink's and the cron ledger's).
+pub(crate) struct ProducerSlot(RwLock<Arc<FutureProducer>>);
+
+impl ProducerSlot {
+    pub(crate) fn new(producer: FutureProducer) -> Self {
+        Self(RwLock::new(Arc::new(producer)))
+    }
+
+    /// The producer in use now.
+    pub(crate) fn current(&self) -> Arc<FutureProducer> {
+        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts `fresh` in, and purges what the old one still queued or had in
+    /// flight (those sends fail).
+    pub(crate) fn replace(&self, fresh: FutureProducer) {
+        let old = std::mem::replace(
+            &mut *self.0.write().unwrap_or_else(PoisonError::into_inner),
+            Arc::new(fresh),
+        );
+        old.purge(PurgeConfig::default().queue().inflight());
     }
 }
 

@@ -25,7 +25,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicRe
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _, PurgeConfig};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::sink::kafka::ProducerSlot;
 
 /// How long a metadata, watermark or produce request may take.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,7 +92,7 @@ pub struct Fleet {
     owned: watch::Receiver<Owned>,
     brokers: String,
     /// Replaced whole by [`Fleet::renew_producer`].
-    producer: std::sync::RwLock<Arc<FutureProducer>>,
+    producer: ProducerSlot,
     reader: Arc<Mutex<BaseConsumer>>,
 }
 
@@ -263,7 +264,7 @@ impl Fleet {
             partitions,
             owned,
             brokers: brokers.to_owned(),
-            producer: std::sync::RwLock::new(Arc::new(producer)),
+            producer: ProducerSlot::new(producer),
             reader,
         }))
     }
@@ -295,7 +296,7 @@ impl Fleet {
         let partition = self.partition(&record.trigger)?;
         record.host.clone_from(&self.host);
         let value = serde_json::to_vec(&record)?;
-        let producer = Arc::clone(&self.producer.read().unwrap_or_else(PoisonError::into_inner));
+        let producer = self.producer.current();
         let delivery = producer
             .send(
                 FutureRecord::to(&self.topic)
@@ -344,15 +345,7 @@ impl Fleet {
     /// own) and drops what the old one still queued: see
     /// [`crate::sink::kafka::KafkaSink::renew`].
     pub fn renew_producer(&self) -> anyhow::Result<()> {
-        let fresh = Arc::new(ledger_producer(&self.brokers)?);
-        let old = std::mem::replace(
-            &mut *self
-                .producer
-                .write()
-                .unwrap_or_else(PoisonError::into_inner),
-            fresh,
-        );
-        old.purge(PurgeConfig::default().queue().inflight());
+        self.producer.replace(ledger_producer(&self.brokers)?);
         Ok(())
     }
 
