@@ -22,7 +22,7 @@ use deltalake::arrow::ipc::reader::StreamReader;
 use deltalake::arrow::ipc::writer::StreamWriter;
 use gtfs_rt::sample::Sample;
 use weir::runtime::{Column, ColumnValues};
-use weir::sink::delta::{TableSchema, TableWriter, assemble};
+use weir::sink::delta::{TableSchema, TableSettings, TableWriter, assemble};
 use weir_guest::{Message, Output, Values};
 
 #[path = "support/typed.rs"]
@@ -147,7 +147,10 @@ fn main() -> anyhow::Result<()> {
         &Default::default(),
         &schema,
         &[],
-        100,
+        &TableSettings {
+            checkpoint_interval: 100,
+            ..TableSettings::default()
+        },
     ))?;
     let schema = Arc::clone(table.arrow_schema());
     let network = Sample::new(10_000, 7);

@@ -72,6 +72,7 @@ group = "{component}"
 batch = {{ max_records = 10000, max_ms = 1000 }}
 tables = {{ {table} = {{ uri = "data/delta/{table}", partition_by = ["date"], schema = "{schema}" }} }}
 dead_letter = {{ uri = "data/delta/dead_letters", partition_by = ["date"] }}
+history_minutes = 10
 [component.{component}]
 source = "{source}"
 "#,

@@ -21,7 +21,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use tokio_util::sync::CancellationToken;
 use weir::manifest::Limits;
 use weir::runtime::{BatchOutput, ComponentSettings, KafkaMessage};
-use weir::sink::delta::TableSchema;
+use weir::sink::delta::{TableSchema, TableSettings};
 use weir::trigger::kafka::{KafkaRunner, KafkaTrigger, RunnerConfig, TableTarget, Transform};
 use weir::{Metrics, Runtime, RuntimeConfig, World};
 
@@ -248,7 +248,10 @@ fn trigger(
             schema: TableSchema::dead_letters(),
             storage: Default::default(),
         },
-        checkpoint_interval: 100,
+        table_settings: TableSettings {
+            checkpoint_interval: 100,
+            ..TableSettings::default()
+        },
         session_timeout: Duration::from_secs(10),
     })
 }

@@ -170,6 +170,10 @@ pub struct Metrics {
     pub delta_compacted_files: IntCounterVec,
     /// `weir_delta_compaction_errors_total{function,table,kind}`; kind is `conflict` or `error`.
     pub delta_compaction_errors: IntCounterVec,
+    /// `weir_delta_vacuumed_files_total{function,table}`: files deleted past the tombstone retention.
+    pub delta_vacuumed_files: IntCounterVec,
+    /// `weir_delta_vacuum_errors_total{function,table}`: vacuums that failed.
+    pub delta_vacuum_errors: IntCounterVec,
     /// `weir_dead_letters_total{function,table,reason}`: rows written to a dead-letter table.
     pub dead_letters: IntCounterVec,
     /// `weir_swaps_total{function,result}`: deploys and rollbacks; result is
@@ -504,6 +508,18 @@ impl Metrics {
                 "Compactions abandoned: conflict (the table moved meanwhile; retried later) or error.",
                 &["function", "table", "kind"],
             ),
+            delta_vacuumed_files: counter(
+                &registry,
+                "weir_delta_vacuumed_files_total",
+                "Files of a Delta table deleted by the host's vacuum: removed longer ago than the table's retention, or never committed and older than it.",
+                &["function", "table"],
+            ),
+            delta_vacuum_errors: counter(
+                &registry,
+                "weir_delta_vacuum_errors_total",
+                "Vacuums of a Delta table that failed (tried again when the next is due).",
+                &["function", "table"],
+            ),
             dead_letters: counter(
                 &registry,
                 "weir_dead_letters_total",
@@ -658,6 +674,8 @@ impl Metrics {
             self.delta_compaction_errors
                 .with_label_values(&[function, table, kind]);
         }
+        self.delta_vacuumed_files.with_label_values(&labels);
+        self.delta_vacuum_errors.with_label_values(&labels);
         if dead_letters {
             for reason in DEAD_LETTER_REASONS {
                 self.dead_letters

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use weir::Manifest;
+use weir::sink::delta::TableSettings;
 use weir::trigger::Trigger;
 
 fn load(path: &Path, env: &[(&str, &str)]) -> Result<Manifest, weir::ManifestError> {
@@ -142,7 +143,24 @@ fn variables_templates_paths_and_limits_resolve() {
         kafka.tables["vehicle_positions"].schema.columns[0].name,
         "date"
     );
-    assert_eq!(kafka.checkpoint_interval, 10);
+    assert_eq!(kafka.table_settings, TableSettings::default());
+    let tuned = VALID.replace(
+        "dead_letter = { uri = \"data/delta/dead_letters\" }",
+        "dead_letter = { uri = \"data/delta/dead_letters\" }\n\
+         checkpoint_interval = 25\n\
+         history_minutes = 90",
+    );
+    std::fs::write(&path, tuned).unwrap();
+    let manifest = Manifest::load(&path, env.map(|(k, v)| (k.to_owned(), v.to_owned()))).unwrap();
+    let Trigger::Kafka(kafka) = &manifest.triggers[1] else {
+        panic!("the second trigger is the kafka one");
+    };
+    let tuned = TableSettings {
+        checkpoint_interval: 25,
+        history: std::time::Duration::from_secs(90 * 60),
+    };
+    assert_eq!(kafka.table_settings, tuned);
+    std::fs::write(&path, VALID).unwrap();
 
     let without_key = Manifest::load(&path, Vec::new()).unwrap_err().to_string();
     assert!(without_key.contains("`component.fetch.variables.auth`: variable `api_key` is required but has no value: set `SPIN_VARIABLE_API_KEY`"), "{without_key}");

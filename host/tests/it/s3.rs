@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use deltalake::arrow::array::{Int32Array, Int64Array, RecordBatch};
 use futures::TryStreamExt as _;
-use weir::sink::delta::{CommitInfo, StorageOptions, TableSchema, TableWriter, TxnUpdate, read};
+use weir::sink::delta::{
+    CommitInfo, StorageOptions, TableSchema, TableSettings, TableWriter, TxnUpdate, read,
+};
 
 use crate::crash::{
     Process, broker, create_topic, ever_committed, exited_within, host_command, stream,
@@ -164,6 +166,12 @@ async fn unreferenced(uri: &str, storage: &StorageOptions) -> usize {
         })
         .count()
 }
+
+/// A checkpoint every five commits.
+const EVERY_5: TableSettings = TableSettings {
+    checkpoint_interval: 5,
+    history: Duration::from_secs(3600),
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_killed_at_crash_points_commit_to_s3_exactly_once_and_never_log_the_secret() {
@@ -332,7 +340,7 @@ async fn three_writers_racing_on_one_s3_table_lose_no_commit() {
     let writers = (0..WRITERS).map(|writer| {
         let (storage, schema, info) = (storage.clone(), schema.clone(), info.clone());
         tokio::spawn(async move {
-            let mut table = TableWriter::open("race", uri, &storage, &schema, &[], 5)
+            let mut table = TableWriter::open("race", uri, &storage, &schema, &[], &EVERY_5)
                 .await
                 .unwrap();
             let app_id = format!("writer-{writer}");
@@ -379,7 +387,7 @@ async fn three_writers_racing_on_one_s3_table_lose_no_commit() {
     }
     assert_eq!(seen.len(), (i64::from(WRITERS) * COMMITS) as usize);
     assert!(seen.values().all(|n| *n == 4), "{seen:?}");
-    let mut check = TableWriter::open("race", uri, &storage, &schema, &[], 5)
+    let mut check = TableWriter::open("race", uri, &storage, &schema, &[], &EVERY_5)
         .await
         .unwrap();
     let app_ids: Vec<String> = (0..WRITERS).map(|w| format!("writer-{w}")).collect();

@@ -82,6 +82,15 @@ pub enum DeltaError {
         /// What the log holds.
         found: Option<i64>,
     },
+    /// A VACUUM could not list, delete or record its work.
+    #[error("cannot vacuum Delta table `{table}`")]
+    Vacuum {
+        /// Table name.
+        table: String,
+        /// delta-rs' error.
+        #[source]
+        source: DeltaTableError,
+    },
     /// Delta's own conflict check refused the commit (a concurrent commit
     /// with the same app id).
     #[error("Delta table `{table}`: concurrent commit: {reason}")]

@@ -27,7 +27,7 @@ pub use error::DeltaError;
 pub use rows::{DecodedRows, concat, decode, without};
 pub use schema::{Column, TableSchema};
 pub use storage::StorageOptions;
-pub use table::{Committed, Compacted, TableWriter, TxnUpdate};
+pub use table::{Committed, Compacted, TableSettings, TableWriter, TxnUpdate};
 
 /// What every commit's `commitInfo` records: the lineage of its rows.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,15 +3,17 @@
 //! carrying the `txn` actions that make the append exactly once.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, StructField, Transaction};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use deltalake::table::config::TablePropertiesExt as _;
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 use futures::StreamExt as _;
 use indexmap::IndexMap;
@@ -44,6 +46,10 @@ pub struct Committed {
     pub files: usize,
 }
 
+/// A writer vacuums its table every quarter of the tombstone retention, and
+/// at least this often.
+const VACUUM_AT_LEAST_EVERY: Duration = Duration::from_secs(3600);
+
 /// What one compaction did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compacted {
@@ -55,6 +61,82 @@ pub struct Compacted {
     pub added: usize,
 }
 
+/// The Delta table properties weir keeps on the tables it writes: set when
+/// it creates a table, and brought back to these values when it opens one
+/// whose properties differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSettings {
+    /// A checkpoint every this many commits (`delta.checkpointInterval`).
+    pub checkpoint_interval: u32,
+    /// How long older versions of the table stay readable: how long a
+    /// removed file is kept as a tombstone, safe from a VACUUM
+    /// (`delta.deletedFileRetentionDuration`), and how long log entries
+    /// are kept before a checkpoint makes them expendable
+    /// (`delta.logRetentionDuration`, with `delta.enableExpiredLogCleanup`).
+    /// Every checkpoint carries the tombstones of this period and the log
+    /// directory holds the entries of it, so it bounds both.
+    pub history: Duration,
+}
+
+impl Default for TableSettings {
+    /// What a trigger gets unless its manifest says otherwise: Delta's
+    /// checkpoint interval, and an hour of history where Delta keeps
+    /// removed files a week and log entries 30 days (docs/decisions.md,
+    /// "An hour of history, and the host vacuums").
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: 10,
+            history: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl TableSettings {
+    /// The table properties, as Delta writes them.
+    fn properties(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (
+                TableProperty::CheckpointInterval.as_ref().to_owned(),
+                self.checkpoint_interval.to_string(),
+            ),
+            (
+                TableProperty::DeletedFileRetentionDuration.as_ref().to_owned(),
+                interval(self.history),
+            ),
+            (
+                TableProperty::LogRetentionDuration.as_ref().to_owned(),
+                interval(self.history),
+            ),
+            (
+                TableProperty::EnableExpiredLogCleanup.as_ref().to_owned(),
+                "true".to_owned(),
+            ),
+        ])
+    }
+
+    /// Whether `table` already has these properties.
+    fn held_by(&self, table: &DeltaTable) -> Result<bool, DeltaTableError> {
+        let config = table.snapshot()?.table_config();
+        Ok(
+            config.checkpoint_interval().get() == u64::from(self.checkpoint_interval)
+                && config.deleted_file_retention_duration() == self.history
+                && config.log_retention_duration() == self.history
+                && config.enable_expired_log_cleanup(),
+        )
+    }
+}
+
+/// A duration as a Delta interval (`interval 90 minutes`), in the largest
+/// unit that divides it, down to seconds.
+fn interval(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let (count, unit) = [(604_800, "weeks"), (86_400, "days"), (3_600, "hours"), (60, "minutes")]
+        .into_iter()
+        .find(|(size, _)| seconds > 0 && seconds.is_multiple_of(*size))
+        .map_or((seconds, "seconds"), |(size, unit)| (seconds / size, unit));
+    format!("interval {count} {unit}")
+}
+
 /// An open Delta table.
 pub struct TableWriter {
     /// The name guests use.
@@ -63,6 +145,8 @@ pub struct TableWriter {
     arrow_schema: SchemaRef,
     schema_version: u32,
     known: KnownTxns,
+    /// When this writer last vacuumed the table (or opened it).
+    vacuumed_at: Instant,
 }
 
 /// `txn` versions as of one table version: read from the log at that
@@ -114,16 +198,17 @@ impl std::fmt::Debug for TableWriter {
 }
 
 impl TableWriter {
-    /// Opens the table at `uri`, creating it with `schema` if nothing is
-    /// there yet. An existing table must have exactly the declared columns
-    /// and partitioning: the host never migrates a table silently.
+    /// Opens the table at `uri`, creating it with `schema` and `settings`
+    /// if nothing is there yet. An existing table must have exactly the
+    /// declared columns and partitioning: the host never migrates a table
+    /// silently. Its properties are brought to `settings`.
     pub async fn open(
         name: &str,
         uri: &str,
         storage: &StorageOptions,
         schema: &TableSchema,
         partition_by: &[String],
-        checkpoint_interval: u32,
+        settings: &TableSettings,
     ) -> Result<Self, DeltaError> {
         let err = |source| DeltaError::Open {
             table: name.to_owned(),
@@ -150,10 +235,7 @@ impl TableWriter {
                 ))
                 .with_columns(schema.fields())
                 .with_partition_columns(partition_by.to_vec())
-                .with_configuration_property(
-                    TableProperty::CheckpointInterval,
-                    Some(checkpoint_interval.to_string()),
-                )
+                .with_configuration(settings.properties().into_iter().map(|(k, v)| (k, Some(v))))
                 .with_save_mode(SaveMode::Ignore)
                 // Only version 0 creates: delta-rs would retry a create
                 // that lost the race as a second metadata commit on top
@@ -171,6 +253,7 @@ impl TableWriter {
             tracing::info!(table = name, uri, "created Delta table");
         }
         check_matches(name, &table, schema, partition_by)?;
+        let table = settle(name, table, settings).await;
         let arrow_schema = RecordBatchWriter::for_table(&table)
             .map_err(err)?
             .arrow_schema();
@@ -180,6 +263,7 @@ impl TableWriter {
             arrow_schema,
             schema_version: schema.version,
             known: KnownTxns::default(),
+            vacuumed_at: Instant::now(),
         })
     }
 
@@ -485,6 +569,48 @@ impl TableWriter {
         Ok(Some((removes, adds)))
     }
 
+    /// Deletes the files no version within the retention period needs, if
+    /// a vacuum is due (see [`VACUUM_AT_LEAST_EVERY`]): those a compaction removed
+    /// longer ago than the table's `delta.deletedFileRetentionDuration`,
+    /// and files older than that which no version references (a crash
+    /// between writing and committing). Delta's VACUUM in full mode: it
+    /// lists the table's files, and when it deletes any it records
+    /// `VACUUM START` and `VACUUM END` in the log. Returns how many files
+    /// it deleted, `None` if none was due.
+    pub async fn vacuum_if_due(&mut self, info: &CommitInfo) -> Result<Option<usize>, DeltaError> {
+        let retention = self
+            .table
+            .snapshot()
+            .map_err(|e| self.error_read(e))?
+            .table_config()
+            .deleted_file_retention_duration();
+        let every = (retention / 4).min(VACUUM_AT_LEAST_EVERY);
+        if self.vacuumed_at.elapsed() < every {
+            return Ok(None);
+        }
+        self.vacuum(info).await.map(Some)
+    }
+
+    /// [`Self::vacuum_if_due`], now.
+    pub async fn vacuum(&mut self, info: &CommitInfo) -> Result<usize, DeltaError> {
+        self.vacuumed_at = Instant::now();
+        let (table, done) = self
+            .table
+            .clone()
+            .vacuum()
+            .with_mode(VacuumMode::Full)
+            .with_commit_properties(
+                CommitProperties::default().with_metadata(info.metadata(self.schema_version)),
+            )
+            .await
+            .map_err(|source| DeltaError::Vacuum {
+                table: self.name.clone(),
+                source,
+            })?;
+        self.table = table;
+        Ok(done.files_deleted.len())
+    }
+
     /// Data files in the table as last read or committed.
     pub fn live_files(&self) -> usize {
         self.table
@@ -519,6 +645,37 @@ impl TableWriter {
     /// The open table, for readers (row counts, lineage).
     pub fn table(&self) -> &DeltaTable {
         &self.table
+    }
+}
+
+/// Brings an existing table's properties to `settings` with a metadata
+/// commit. Not fatal: a host that loses the race to another host's commit
+/// (or cannot write) keeps the table as it is and says so; the properties
+/// only shape checkpoints and retention, never what is written.
+async fn settle(name: &str, table: DeltaTable, settings: &TableSettings) -> DeltaTable {
+    match settings.held_by(&table) {
+        Ok(true) => return table,
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(table = name, error = %e, "cannot read the table's properties");
+            return table;
+        }
+    }
+    let kept = table.clone();
+    let set = table
+        .set_tbl_properties()
+        .with_properties(settings.properties())
+        .with_commit_properties(CommitProperties::default().with_max_retries(0))
+        .await;
+    match set {
+        Ok(table) => {
+            tracing::info!(table = name, properties = ?settings, "updated the table's properties");
+            table
+        }
+        Err(e) => {
+            tracing::warn!(table = name, error = %e, "could not update the table's properties; kept as they are");
+            kept
+        }
     }
 }
 
@@ -592,11 +749,18 @@ fn check_matches(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+    use std::path::Path;
     use std::sync::Arc;
+    use std::time::Duration;
 
     use deltalake::arrow::array::{Array as _, Date32Array, Int64Array};
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use deltalake::table::config::TablePropertiesExt as _;
 
-    use super::{CommitInfo, DeltaError, KnownTxns, StorageOptions, TableWriter, TxnUpdate};
+    use super::{
+        CommitInfo, DeltaError, KnownTxns, StorageOptions, TableSettings, TableWriter, TxnUpdate,
+        interval,
+    };
     use crate::sink::delta::{TableSchema, orphans, read};
 
     fn txn(app_id: &str, version: i64) -> TxnUpdate {
@@ -686,7 +850,10 @@ mod tests {
                 &StorageOptions::default(),
                 &schema,
                 &["day".to_owned()],
-                5,
+                &TableSettings {
+                    checkpoint_interval: 5,
+                    ..TableSettings::default()
+                },
             )
             .await
             .unwrap()
@@ -731,5 +898,190 @@ mod tests {
         // checkpoints written meanwhile hold the compactions too).
         let reopened = open().await;
         assert_eq!(reopened.live_files(), 4);
+    }
+
+    #[test]
+    fn retention_is_written_as_a_delta_interval_in_its_largest_whole_unit() {
+        let of = |seconds| interval(Duration::from_secs(seconds));
+        assert_eq!(of(7 * 24 * 3600), "interval 1 weeks");
+        assert_eq!(of(2 * 24 * 3600), "interval 2 days");
+        assert_eq!(of(90 * 60), "interval 90 minutes");
+        assert_eq!(of(3600), "interval 1 hours");
+        assert_eq!(of(61), "interval 61 seconds");
+        assert_eq!(of(0), "interval 0 seconds");
+    }
+
+    fn day_table() -> TableSchema {
+        TableSchema::parse(
+            r#"{"version": 1, "columns": [{"name": "id", "type": "long", "nullable": false},
+                {"name": "day", "type": "date", "nullable": false}]}"#,
+        )
+        .unwrap()
+    }
+
+    async fn open_with(uri: &str, settings: &TableSettings) -> TableWriter {
+        TableWriter::open(
+            "t",
+            uri,
+            &StorageOptions::default(),
+            &day_table(),
+            &["day".to_owned()],
+            settings,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// `remove` actions (tombstones) in the checkpoint of `version`.
+    fn tombstones_in_checkpoint(uri: &str, version: u64) -> usize {
+        let path = Path::new(uri).join(format!("_delta_log/{version:020}.checkpoint.parquet"));
+        let file = std::fs::File::open(&path).unwrap();
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|batch| {
+                let batch = batch.unwrap();
+                let remove = batch.column_by_name("remove").unwrap();
+                remove.len() - remove.null_count()
+            })
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_carries_the_tombstones_of_the_retention_period_only() {
+        let kept = tempfile::tempdir().unwrap();
+        let expired = tempfile::tempdir().unwrap();
+        let mut counts = Vec::new();
+        for (dir, retention) in [(&kept, 3600), (&expired, 1)] {
+            let uri = dir.path().to_str().unwrap();
+            let settings = TableSettings {
+                checkpoint_interval: 5,
+                history: Duration::from_secs(retention),
+            };
+            let mut writer = open_with(uri, &settings).await;
+            // Versions 1-12: two files each; 13 and 14: each day compacted.
+            for commit in 0..12 {
+                append(&mut writer, commit).await;
+            }
+            let first = writer.compact(&info()).await.unwrap().unwrap();
+            let second = writer.compact(&info()).await.unwrap().unwrap();
+            assert_eq!(first.removed + second.removed, 24);
+            std::thread::sleep(Duration::from_millis(1500));
+            // Versions 15-19; delta-rs checkpoints every fifth, 19.
+            for commit in 12..17 {
+                append(&mut writer, commit).await;
+            }
+            assert_eq!(writer.table().version(), Some(19));
+            counts.push(tombstones_in_checkpoint(uri, 19));
+            let (seen, count) = ids(uri).await;
+            assert_eq!((seen.len(), count), (170, 170), "every row once");
+        }
+        assert_eq!(
+            counts,
+            [24, 0],
+            "an hour's retention keeps all 24 removed files, a second's none"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_existing_table_takes_the_settings_it_is_opened_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().to_str().unwrap();
+        let first = TableSettings::default();
+        let writer = open_with(uri, &first).await;
+        assert_eq!(writer.table().version(), Some(0));
+        let config = |writer: &TableWriter| {
+            let config = writer.table().snapshot().unwrap().table_config();
+            (
+                config.checkpoint_interval().get(),
+                config.deleted_file_retention_duration(),
+                config.log_retention_duration(),
+            )
+        };
+        let hour = Duration::from_secs(3600);
+        assert_eq!(config(&writer), (10, hour, hour));
+
+        let second = TableSettings {
+            checkpoint_interval: 50,
+            history: Duration::from_secs(30 * 60),
+        };
+        let mut writer = open_with(uri, &second).await;
+        let half_hour = Duration::from_secs(1800);
+        assert_eq!(config(&writer), (50, half_hour, half_hour));
+        assert_eq!(writer.table().version(), Some(1), "one metadata commit");
+        append(&mut writer, 0).await;
+        // Opened again with the same settings: nothing to commit.
+        let writer = open_with(uri, &second).await;
+        assert_eq!(writer.table().version(), Some(2));
+        assert_eq!(config(&writer), (50, half_hour, half_hour));
+    }
+
+    /// Parquet files under the table's directory.
+    fn parquet_on_disk(dir: &Path) -> usize {
+        walkdir(dir)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .filter(|p| !p.to_string_lossy().contains("_delta_log"))
+            .count()
+    }
+
+    fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(walkdir(&path));
+            } else {
+                found.push(path);
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn a_vacuum_deletes_files_removed_or_left_longer_ago_than_the_retention_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().to_str().unwrap();
+        let settings = TableSettings {
+            checkpoint_interval: 5,
+            history: Duration::from_secs(2),
+        };
+        let mut writer = open_with(uri, &settings).await;
+        for commit in 0..12 {
+            append(&mut writer, commit).await;
+        }
+        // A crash between writing and committing leaves a file behind.
+        let leftover = dir.path().join("day=2024-10-04/part-00000-crash.parquet");
+        std::fs::copy(
+            walkdir(dir.path())
+                .into_iter()
+                .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+                .unwrap(),
+            &leftover,
+        )
+        .unwrap();
+        writer.compact(&info()).await.unwrap().unwrap();
+        writer.compact(&info()).await.unwrap().unwrap();
+        assert_eq!(parquet_on_disk(dir.path()), 24 + 1 + 2);
+
+        // Within the retention nothing goes, and nothing is recorded.
+        let version = writer.table().version();
+        assert_eq!(writer.vacuum(&info()).await.unwrap(), 0);
+        assert_eq!(writer.table().version(), version);
+
+        std::thread::sleep(Duration::from_millis(2500));
+        // A file written just now is younger than the retention: kept.
+        let fresh = dir.path().join("day=2024-10-04/part-00001-fresh.parquet");
+        std::fs::copy(&leftover, &fresh).unwrap();
+        assert_eq!(writer.vacuum(&info()).await.unwrap(), 24 + 1);
+        assert_eq!(parquet_on_disk(dir.path()), 2 + 1);
+        assert!(fresh.exists() && !leftover.exists());
+        let (seen, count) = ids(uri).await;
+        assert_eq!((seen.len(), count), (120, 120), "every row once");
+        // Appends go on on top of the vacuum's commits.
+        append(&mut writer, 12).await;
+        let (seen, count) = ids(uri).await;
+        assert_eq!((seen.len(), count), (130, 130));
     }
 }

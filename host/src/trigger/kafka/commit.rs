@@ -123,7 +123,7 @@ impl Committer {
                 &target.storage,
                 &target.schema,
                 &target.partition_by,
-                trigger.checkpoint_interval,
+                &trigger.table_settings,
             )
             .await
             .with_context(|| format!("trigger `{}`: opening table `{name}`", trigger.id))?;
@@ -549,6 +549,7 @@ impl Committer {
                     self.progress.advance(part, target, update.version);
                 }
                 self.compact(target).await;
+                self.vacuum(target).await;
             }
             Err(e) => {
                 let kind = if e.is_fenced() { "fenced" } else { "error" };
@@ -609,6 +610,39 @@ impl Committer {
             }
         }
     }
+
+    /// Deletes `target`'s files that no version within its retention
+    /// needs, when a vacuum is due. Like a compaction, it is never the
+    /// stream's concern: a failure is counted, logged and tried again
+    /// when the next one is due.
+    async fn vacuum(&mut self, target: Target) {
+        let table = match target {
+            Target::Output(t) => &mut self.outputs[t],
+            Target::DeadLetters => &mut self.dead_letters,
+        };
+        let started = Instant::now();
+        let result = table.vacuum_if_due(&self.info).await;
+        let name = table.name.as_str();
+        let labels = [self.info.function.as_str(), name];
+        match result {
+            Ok(None) => {}
+            Ok(Some(deleted)) => {
+                self.metrics
+                    .delta_vacuumed_files
+                    .with_label_values(&labels)
+                    .inc_by(deleted as u64);
+                tracing::debug!(table = %name, deleted, elapsed_ms = started.elapsed().as_millis(), "vacuumed files past the retention");
+            }
+            Err(e) => {
+                self.metrics
+                    .delta_vacuum_errors
+                    .with_label_values(&labels)
+                    .inc();
+                let error = format!("{:#}", anyhow::Error::new(e));
+                tracing::warn!(table = %name, error, "vacuum failed; tried again when the next one is due");
+            }
+        }
+    }
 }
 
 /// The name of the dead-letter table in metrics and logs.
@@ -658,7 +692,7 @@ mod tests {
 
     use super::*;
     use crate::runtime::{Column, ColumnValues, Outcome, TableRows};
-    use crate::sink::delta::TableSchema;
+    use crate::sink::delta::{TableSchema, TableSettings};
 
     /// A partition log of fixed watermarks that records what was asked of it.
     #[derive(Default)]
@@ -709,6 +743,15 @@ mod tests {
 
     /// Tables `a` (id, name) and `b` (id) and the dead letters, under `dir`.
     async fn committer(dir: &Path) -> Committer {
+        let settings = TableSettings {
+            checkpoint_interval: 100,
+            ..TableSettings::default()
+        };
+        committer_with(dir, settings).await
+    }
+
+    /// [`committer`] with its tables' properties `settings`.
+    async fn committer_with(dir: &Path, table_settings: TableSettings) -> Committer {
         let columns = |text: &str| {
             TableSchema::parse(&format!(r#"{{"version": 1, "columns": [{text}]}}"#)).unwrap()
         };
@@ -733,7 +776,7 @@ mod tests {
                 ("b".to_owned(), target(dir, "b", columns(id))),
             ]),
             dead_letter: target(dir, "dead", TableSchema::dead_letters()),
-            checkpoint_interval: 100,
+            table_settings,
             session_timeout: Duration::from_secs(10),
         };
         let info = CommitInfo {
@@ -1169,5 +1212,72 @@ mod tests {
         );
         let after = Instant::now() + Duration::from_secs(2);
         assert_eq!(c.progress().due(after), [(part(1), 3)]);
+    }
+
+    #[tokio::test]
+    async fn files_compacted_away_are_vacuumed_once_the_retention_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = TableSettings {
+            checkpoint_interval: 5,
+            history: Duration::from_secs(2),
+        };
+        let mut c = committer_with(dir.path(), settings).await;
+        let log = Log::ending_at(100);
+        c.position(part(0), 0, &log).await;
+        let vacuumed = |c: &Committer| {
+            c.metrics
+                .delta_vacuumed_files
+                .with_label_values(&["transform", "b"])
+                .get()
+        };
+        // Eight commits of one file each: the eighth compacts them.
+        for offset in 0..8 {
+            let batch = [message(0, offset)];
+            let plan = c.plan(&batch, whole(&batch, Ok(both(&batch))));
+            assert_eq!(c.commit(plan, &log).await, [(part(0), offset + 1)]);
+        }
+        let compactions = |c: &Committer| {
+            c.metrics
+                .delta_compactions
+                .with_label_values(&["transform", "b"])
+                .get()
+        };
+        assert_eq!(compactions(&c), 1);
+        assert_eq!(vacuumed(&c), 0, "nothing is past the retention yet");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let batch = [message(0, 8)];
+        let plan = c.plan(&batch, whole(&batch, Ok(both(&batch))));
+        c.commit(plan, &log).await;
+        assert_eq!(vacuumed(&c), 8, "the eight files compacted away");
+        assert_eq!(row_count(&c, Target::Output(1)).await, 9);
+        let parquet_in = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter(|e| {
+                    let path = e.as_ref().unwrap().path();
+                    path.extension().is_some_and(|x| x == "parquet")
+                })
+                .count()
+        };
+        assert_eq!(
+            parquet_in(&dir.path().join("b")),
+            2,
+            "the compacted file and the last commit's"
+        );
+
+        // The log entries of the past history go at the next checkpoint;
+        // the partition's progress stays in the checkpoints.
+        let first_entry = dir.path().join("b/_delta_log/00000000000000000000.json");
+        let mut next = 9;
+        while first_entry.exists() {
+            assert!(next < 20, "no log entry expired after 11 more commits");
+            let batch = [message(0, next)];
+            let plan = c.plan(&batch, whole(&batch, Ok(both(&batch))));
+            assert_eq!(c.commit(plan, &log).await, [(part(0), next + 1)]);
+            next += 1;
+        }
+        let mut reopened = committer_with(dir.path(), settings).await;
+        assert_eq!(table_versions(&mut reopened, 0).await, [Some(next - 1); 3]);
+        assert_eq!(row_count(&reopened, Target::Output(1)).await, next as usize);
     }
 }

@@ -8,8 +8,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::sink::delta::{StorageOptions, TableSchema, storage};
+use crate::sink::delta::{StorageOptions, TableSchema, TableSettings, storage};
 use crate::trigger::ConfigCheck;
+
+/// The tombstone retention a trigger may ask for, in minutes: at least
+/// well beyond the longest time between writing a commit's files and
+/// committing them (the host's vacuum deletes unreferenced files older
+/// than the retention), at most a year.
+const DELETED_FILE_RETENTION_MINUTES: (u64, u64) = (10, 366 * 24 * 60);
 
 /// `[application.trigger.kafka]`: settings shared by every Kafka trigger.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,6 +51,11 @@ pub struct KafkaTriggerConfig {
     /// A Delta checkpoint every this many commits per table (default 10, at least 1).
     #[serde(default)]
     pub checkpoint_interval: Option<Spanned<u32>>,
+    /// How long files removed from the trigger's tables (by compaction)
+    /// stay in their logs as tombstones — and on storage — in minutes
+    /// (default: that of [`TableSettings::default`], at least 10).
+    #[serde(default)]
+    pub history_minutes: Option<Spanned<u64>>,
     /// How long the group waits for a silent member before giving its
     /// partitions to another host, in ms (default 10 000; the broker bounds it).
     #[serde(default)]
@@ -130,8 +141,8 @@ pub struct KafkaTrigger {
     pub tables: BTreeMap<String, TableTarget>,
     /// The dead-letter table.
     pub dead_letter: TableTarget,
-    /// A Delta checkpoint every this many commits.
-    pub checkpoint_interval: u32,
+    /// The Delta properties of every table of the trigger.
+    pub table_settings: TableSettings,
     /// librdkafka's `session.timeout.ms`.
     pub session_timeout: Duration,
 }
@@ -252,6 +263,17 @@ impl KafkaTriggerConfig {
                 "must be at least 1",
             );
         }
+        if let Some(minutes) = &self.history_minutes
+            && !(DELETED_FILE_RETENTION_MINUTES.0..=DELETED_FILE_RETENTION_MINUTES.1)
+                .contains(minutes.get_ref())
+        {
+            let (least, most) = DELETED_FILE_RETENTION_MINUTES;
+            v.report(
+                &minutes.span(),
+                format!("{key}.history_minutes"),
+                format!("must be between {least} and {most} (a year)"),
+            );
+        }
         if let Some(timeout) = &self.session_timeout_ms
             && !(1_000..=3_600_000).contains(timeout.get_ref())
         {
@@ -268,6 +290,7 @@ impl KafkaTriggerConfig {
                 "the dead-letter table must not also be an output table",
             );
         }
+        let defaults = TableSettings::default();
         (v.problem_count() == before).then(|| KafkaTrigger {
             id: self.id.clone().unwrap_or_else(|| format!("kafka-{index}")),
             component: self.component.get_ref().clone(),
@@ -286,10 +309,18 @@ impl KafkaTriggerConfig {
             max_wait: Duration::from_millis(batch.max_ms),
             tables,
             dead_letter,
-            checkpoint_interval: self
-                .checkpoint_interval
-                .as_ref()
-                .map_or(10, |i| *i.get_ref()),
+            table_settings: TableSettings {
+                checkpoint_interval: self
+                    .checkpoint_interval
+                    .as_ref()
+                    .map_or(defaults.checkpoint_interval, |i| *i.get_ref()),
+                history: self
+                    .history_minutes
+                    .as_ref()
+                    .map_or(defaults.history, |m| {
+                        Duration::from_secs(60 * m.get_ref())
+                    }),
+            },
             session_timeout: Duration::from_millis(
                 self.session_timeout_ms
                     .as_ref()
