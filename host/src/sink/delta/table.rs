@@ -9,11 +9,11 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, StructField, Transaction};
-use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::operations::vacuum::VacuumMode;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::table::config::TablePropertiesExt as _;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 use futures::StreamExt as _;
 use indexmap::IndexMap;
@@ -100,7 +100,9 @@ impl TableSettings {
                 self.checkpoint_interval.to_string(),
             ),
             (
-                TableProperty::DeletedFileRetentionDuration.as_ref().to_owned(),
+                TableProperty::DeletedFileRetentionDuration
+                    .as_ref()
+                    .to_owned(),
                 interval(self.history),
             ),
             (
@@ -130,10 +132,15 @@ impl TableSettings {
 /// unit that divides it, down to seconds.
 fn interval(duration: Duration) -> String {
     let seconds = duration.as_secs();
-    let (count, unit) = [(604_800, "weeks"), (86_400, "days"), (3_600, "hours"), (60, "minutes")]
-        .into_iter()
-        .find(|(size, _)| seconds > 0 && seconds.is_multiple_of(*size))
-        .map_or((seconds, "seconds"), |(size, unit)| (seconds / size, unit));
+    let (count, unit) = [
+        (604_800, "weeks"),
+        (86_400, "days"),
+        (3_600, "hours"),
+        (60, "minutes"),
+    ]
+    .into_iter()
+    .find(|(size, _)| seconds > 0 && seconds.is_multiple_of(*size))
+    .map_or((seconds, "seconds"), |(size, unit)| (seconds / size, unit));
     format!("interval {count} {unit}")
 }
 

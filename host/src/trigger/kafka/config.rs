@@ -317,9 +317,7 @@ impl KafkaTriggerConfig {
                 history: self
                     .history_minutes
                     .as_ref()
-                    .map_or(defaults.history, |m| {
-                        Duration::from_secs(60 * m.get_ref())
-                    }),
+                    .map_or(defaults.history, |m| Duration::from_secs(60 * m.get_ref())),
             },
             session_timeout: Duration::from_millis(
                 self.session_timeout_ms
