@@ -59,6 +59,11 @@ impl Drop for Process {
     }
 }
 
+/// The tables' history (`history_minutes`): what the host keeps of each
+/// table — log entries, tombstones in every checkpoint, replaced files —
+/// grows for this long and then stays level.
+const HISTORY_MINUTES: u64 = 10;
+
 fn manifest(dir: &Path) -> std::path::PathBuf {
     let functions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
     let mut text = String::from("spin_manifest_version = 2\n[application]\nname = \"soak\"\n");
@@ -72,7 +77,7 @@ group = "{component}"
 batch = {{ max_records = 10000, max_ms = 1000 }}
 tables = {{ {table} = {{ uri = "data/delta/{table}", partition_by = ["date"], schema = "{schema}" }} }}
 dead_letter = {{ uri = "data/delta/dead_letters", partition_by = ["date"] }}
-history_minutes = 10
+history_minutes = {HISTORY_MINUTES}
 [component.{component}]
 source = "{source}"
 "#,
@@ -208,7 +213,8 @@ fn main() {
         (
             Duration::from_secs(minutes * 60),
             Duration::from_secs(60),
-            Duration::from_secs(600.min(minutes * 60 / 4)),
+            // Until the tables' history is full and checkpointed twice over.
+            Duration::from_secs((2 * HISTORY_MINUTES * 60).min(minutes * 60 / 3)),
         )
     } else {
         (
@@ -315,8 +321,21 @@ async fn soak(run: Duration, every: Duration, warm_up: Duration) {
 
     let started = Instant::now();
     let mut samples = Vec::new();
+    // RSS alone, every few seconds: one sample a minute lands anywhere
+    // in the swing of the allocator's peaks, and the slope fitted to
+    // them is that much less certain.
+    let mut rss = Vec::new();
+    let fine = every / 12;
     while started.elapsed() < run {
-        tokio::time::sleep(every.min(run.saturating_sub(started.elapsed()))).await;
+        let due = (samples.len() as u32 + 1) * every;
+        while started.elapsed() + fine < due.min(run) {
+            tokio::time::sleep(fine).await;
+            rss.push((
+                started.elapsed(),
+                status_field(pid, "VmRSS:") as f64 / 1024.0,
+            ));
+        }
+        tokio::time::sleep(due.min(run).saturating_sub(started.elapsed())).await;
         let metrics = scrape(port).await;
         samples.push(Sample1 {
             at: started.elapsed(),
@@ -394,15 +413,25 @@ async fn soak(run: Duration, every: Duration, warm_up: Duration) {
     let xs: Vec<f64> = after.iter().map(|s| s.at.as_secs_f64() / 600.0).collect();
     let ys: Vec<f64> = after.iter().map(|s| s.rss_mb).collect();
     let allocated: Vec<f64> = after.iter().map(|s| s.heap_mb.0).collect();
+    let (fine_xs, fine_ys): (Vec<f64>, Vec<f64>) = rss
+        .iter()
+        .filter(|(at, _)| *at >= warm_up)
+        .map(|(at, mb)| (at.as_secs_f64() / 600.0, *mb))
+        .unzip();
     let files: Vec<String> = FLOWS
         .iter()
         .enumerate()
         .map(|(i, (_, _, table, _))| {
             let table_dir = dir.path().join(format!("data/delta/{table}"));
+            // The newest version + 1; entries past the history are deleted.
             let versions = std::fs::read_dir(table_dir.join("_delta_log")).map_or(0, |d| {
                 d.flatten()
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                    .count()
+                    .filter_map(|e| {
+                        let name = e.file_name().into_string().ok()?;
+                        name.strip_suffix(".json")?.parse::<u64>().ok()
+                    })
+                    .max()
+                    .map_or(0, |newest| newest + 1)
             });
             let live = samples.last().map_or(0, |s| s.live[i]);
             format!(
@@ -413,10 +442,13 @@ async fn soak(run: Duration, every: Duration, warm_up: Duration) {
         .collect();
     println!();
     println!(
-        "RSS slope after {:.0} min of warm-up: {:+.2} MB per 10 minutes (allocated heap: {:+.2}); peak RSS {peak_mb:.1} MB; \
+        "RSS slope after {:.0} min of warm-up: {:+.2} MB per 10 minutes ({:+.2} from {} samples {:.0} s apart; allocated heap: {:+.2}); peak RSS {peak_mb:.1} MB; \
          fds {}→{}, threads {}→{}; {}; {produced} messages sent, {rows} rows written in {:.0} min",
         warm_up.as_secs_f64() / 60.0,
         slope(&xs, &ys),
+        slope(&fine_xs, &fine_ys),
+        fine_xs.len(),
+        fine.as_secs_f64(),
         slope(&xs, &allocated),
         samples[0].fds,
         samples[samples.len() - 1].fds,
