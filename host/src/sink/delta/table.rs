@@ -845,26 +845,11 @@ mod tests {
     async fn compaction_keeps_every_row_once_and_a_second_compactor_of_the_same_files_gives_up() {
         let dir = tempfile::tempdir().unwrap();
         let uri = dir.path().join("t").to_str().unwrap().to_owned();
-        let schema = TableSchema::parse(
-            r#"{"version": 1, "columns": [{"name": "id", "type": "long", "nullable": false},
-                {"name": "day", "type": "date", "nullable": false}]}"#,
-        )
-        .unwrap();
-        let open = async || {
-            TableWriter::open(
-                "t",
-                &uri,
-                &StorageOptions::default(),
-                &schema,
-                &["day".to_owned()],
-                &TableSettings {
-                    checkpoint_interval: 5,
-                    ..TableSettings::default()
-                },
-            )
-            .await
-            .unwrap()
+        let settings = TableSettings {
+            checkpoint_interval: 5,
+            ..TableSettings::default()
         };
+        let open = async || open_with(&uri, &settings).await;
         let mut writer = open().await;
         for commit in 0..7 {
             append(&mut writer, commit).await;
