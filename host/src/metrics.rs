@@ -135,8 +135,8 @@ pub struct Metrics {
     /// `weir_kafka_assigned_partitions{function}`: partitions of its topics this host's trigger owns now.
     pub kafka_assigned_partitions: IntGaugeVec,
     /// `weir_kafka_group_rejoins_total{function}`: times a trigger left its
-    /// consumer group and joined again because it owned no partition while
-    /// messages waited unconsumed.
+    /// consumer group and joined again because messages waited on a
+    /// partition nobody consumed while its own were caught up or moving.
     pub kafka_rejoins: IntCounterVec,
     /// `weir_kafka_topic_lag{function,topic}`: messages of a topic not yet
     /// committed by the trigger's group, over every partition, whoever owns
@@ -434,7 +434,7 @@ impl Metrics {
             kafka_rejoins: counter(
                 &registry,
                 "weir_kafka_group_rejoins_total",
-                "Times a trigger rejoined its consumer group, owning no partition while messages waited unconsumed.",
+                "Times a trigger rejoined its consumer group because messages waited on a partition nobody consumed.",
                 &["function"],
             ),
             batches_overlapped: counter(

@@ -145,7 +145,7 @@ pub(crate) fn host_command(
 /// When fewer than `expected` offsets landed, prints what did land (per
 /// partition, duplicates included) and the end of every log under `dir`,
 /// so a failing run shows what the hosts and the broker were doing.
-fn show_logs_if_short(
+pub(crate) fn show_logs_if_short(
     dir: &Path,
     expected: usize,
     rows: &BTreeMap<(i32, i64), usize>,

@@ -17,7 +17,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 use weir_devfeed::{FeedClock, Sample};
 
-use crate::crash::{Process, Rng, broker, exited_within, host_command};
+use crate::crash::{Process, Rng, broker, exited_within, host_command, show_logs_if_short};
 use crate::delta::{assert_exactly_once, python_reader_agrees_at, wait_for_all_at};
 use crate::s3::Moto;
 use crate::support::{free_port, function, sample};
@@ -76,28 +76,32 @@ source = "{transform}"
     )
 }
 
-/// What the hosts' logs say about the cron triggers they gained and lost.
-fn ownership_log(dir: &Path) -> String {
+/// The lines of every log under `dir` (the hosts' and the broker's) that
+/// `keep`, each after its log's file name.
+fn log_lines(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<String> {
     let mut logs: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
-        .map(|e| e.unwrap().path())
+        .flatten()
+        .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
     logs.sort();
-    let mut out = String::new();
+    let mut out = Vec::new();
     for log in logs {
+        let name = log.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        for line in text
-            .lines()
-            .filter(|l| l.contains("cron") || l.contains("ERROR"))
-        {
-            out.push_str(&format!(
-                "{}: {line}\n",
-                log.file_name().unwrap().to_string_lossy()
-            ));
-        }
+        out.extend(
+            text.lines()
+                .filter(|l| keep(l))
+                .map(|l| format!("{name}: {l}")),
+        );
     }
     out
+}
+
+/// What the hosts' logs say about the cron triggers they gained and lost.
+fn ownership_log(dir: &Path) -> String {
+    log_lines(dir, |l| l.contains("cron") || l.contains("ERROR")).join("\n")
 }
 
 /// Every message of `topic` from the start: (partition, offset, value).
@@ -244,6 +248,23 @@ async fn three_hosts_killed_at_random_share_feeds_and_tables_exactly_once() {
         "each trigger runs on exactly one host; the hosts said:\n{}",
         ownership_log(dir.path())
     );
+    // And both publish again: three new feed versions each. How many the
+    // kills let through before depends on which host they hit.
+    for topic in ["fleet_vehicles", "fleet_trips"] {
+        let before = versions_published_once(&brokers, topic).len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut now = before;
+        while now < before + 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            now = versions_published_once(&brokers, topic).len();
+        }
+        assert!(
+            now >= before + 3,
+            "{topic}: {} new versions in 60 s after the fleet settled; the hosts said:\n{}",
+            now - before,
+            ownership_log(dir.path())
+        );
+    }
 
     // The feeds stop; everything published reaches the tables.
     feeds_stop.cancel();
@@ -252,6 +273,11 @@ async fn three_hosts_killed_at_random_share_feeds_and_tables_exactly_once() {
     let vehicles = read_topic(&brokers, "fleet_vehicles");
     let (rows, letters) =
         wait_for_all_at(data, &storage, vehicles.len(), Duration::from_secs(120)).await;
+    show_logs_if_short(dir.path(), vehicles.len(), &rows, &letters);
+    println!(
+        "hosts that left the group for partitions nobody consumed: {}",
+        log_lines(dir.path(), |l| l.contains("partitions nobody consumes")).len()
+    );
     assert_exactly_once(&rows, &letters, rows.len(), letters.len());
     assert_eq!(rows.len() + letters.len(), vehicles.len());
     drop(hosts);
@@ -267,12 +293,7 @@ async fn three_hosts_killed_at_random_share_feeds_and_tables_exactly_once() {
     // Each feed version at most once on its topic: no entity twice for
     // one header timestamp.
     for topic in ["fleet_vehicles", "fleet_trips"] {
-        let versions = versions_published_once(&brokers, topic);
-        assert!(
-            versions.len() >= 10,
-            "{topic}: only {} versions",
-            versions.len()
-        );
+        versions_published_once(&brokers, topic);
     }
 
     // Each feed version published by one host. While the group moves a

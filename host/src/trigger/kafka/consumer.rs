@@ -232,27 +232,45 @@ pub fn assign_all(
     Ok(list.count())
 }
 
-/// Messages per topic not yet committed by the consumer's group, over every
-/// partition of `topics` whoever owns it: high watermark − committed offset,
-/// or − the low watermark where the group committed nothing. Blocking.
-pub fn topic_lag(
+/// One partition of a trigger's topics as a lag probe saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// Where the group goes on from: its committed offset, or the low
+    /// watermark where it committed nothing (or less).
+    pub position: i64,
+    /// Messages after `position`: high watermark − `position`.
+    pub lag: i64,
+    /// Whether this consumer owns the partition now.
+    pub owned: bool,
+}
+
+/// Every partition of `topics`, whoever owns it: how far the consumer's
+/// group got and how many messages wait after that. Blocking.
+pub fn partition_lag(
     consumer: &StreamConsumer<Context>,
     topics: &[String],
     timeout: Duration,
-) -> KafkaResult<Vec<(String, i64)>> {
+) -> KafkaResult<Vec<PartitionLag>> {
     let list = all_partitions(consumer, topics, timeout)?;
     let committed = consumer.committed_offsets(list, timeout)?;
-    let mut lag: Vec<(String, i64)> = topics.iter().map(|t| (t.clone(), 0)).collect();
+    let owned = consumer.assignment()?;
+    let mut out = Vec::with_capacity(committed.count());
     for element in committed.elements() {
         let (topic, partition) = (element.topic(), element.partition());
         let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
-        let from = match element.offset() {
+        let position = match element.offset() {
             Offset::Offset(committed) => committed.max(low),
             _ => low,
         };
-        if let Some((_, sum)) = lag.iter_mut().find(|(t, _)| t == topic) {
-            *sum += (high - from).max(0);
-        }
+        out.push(PartitionLag {
+            topic: topic.to_owned(),
+            partition,
+            position,
+            lag: (high - position).max(0),
+            owned: owned.find_partition(topic, partition).is_some(),
+        });
     }
-    Ok(lag)
+    Ok(out)
 }

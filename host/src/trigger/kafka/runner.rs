@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 
 use super::KafkaTrigger;
 use super::commit::{Committer, Part};
-use super::consumer::{self, Assignment, BROKER_TIMEOUT, Context, Ownership};
+use super::consumer::{self, Assignment, BROKER_TIMEOUT, Context, Ownership, PartitionLag};
 use super::progress::{Partition, Progress};
 use super::transform::{Checkout, Transform, TransformSource};
 use crate::failpoint;
@@ -653,49 +653,53 @@ fn split(batch: Vec<KafkaMessage>, parts: usize) -> Vec<Vec<KafkaMessage>> {
     out
 }
 
-/// A consumer group that leaves this host without partitions while
-/// messages wait and nobody consumes them: tansu 0.6 can keep a dead
-/// leader's (empty for us) assignment after the leader's session expired,
-/// and never rebalance again (docs/decisions.md). Fed one lag probe at a
-/// time; says to rejoin once the host has owned nothing for `after` while
-/// the waiting messages never went down (a member consuming them brings
-/// their count down, and restarts the clock).
+/// A consumer group that strands partitions on a dead member: tansu 0.6
+/// can keep a dead member's assignment after its session expired and never
+/// rebalance again (docs/decisions.md), so messages wait on partitions
+/// nobody consumes. Fed one lag probe at a time; says to rejoin once a
+/// partition this host does not own has had messages waiting and its
+/// group position unmoved for `after`, while every partition the host owns
+/// is caught up or moving. A host stuck itself (a full disk, a store that
+/// does not answer) would only add a rebalance to a stuck group, so its own
+/// partitions standing still since the last probe keep it where it is.
 #[derive(Debug, Default)]
 struct Stall {
-    /// When the host was first seen idle with messages waiting, and how
-    /// many were waiting at the last probe.
-    since: Option<(Instant, i64)>,
+    /// Every partition with messages waiting at the last probe: the group's
+    /// position then and since when it has stood there.
+    waiting: BTreeMap<(String, i32), (i64, Instant)>,
 }
 
 impl Stall {
-    fn observe(&mut self, now: Instant, owned: i64, waiting: i64, after: Duration) -> bool {
-        if owned > 0 || waiting <= 0 {
-            self.since = None;
-            return false;
-        }
-        match self.since {
-            Some((since, last)) if waiting >= last => {
-                if now.duration_since(since) >= after {
-                    self.since = None;
-                    return true;
-                }
-                self.since = Some((since, waiting));
-                false
+    fn observe(&mut self, now: Instant, partitions: &[PartitionLag], after: Duration) -> bool {
+        let last = std::mem::take(&mut self.waiting);
+        let (mut stranded, mut stuck_here) = (false, false);
+        for p in partitions.iter().filter(|p| p.lag > 0) {
+            let key = (p.topic.clone(), p.partition);
+            let since = match last.get(&key) {
+                Some(&(position, since)) if position == p.position => since,
+                _ => now,
+            };
+            if p.owned {
+                stuck_here |= since < now;
+            } else {
+                stranded |= now.duration_since(since) >= after;
             }
-            _ => {
-                self.since = Some((now, waiting));
-                false
-            }
+            self.waiting.insert(key, (p.position, since));
         }
+        if stranded && !stuck_here {
+            self.waiting.clear();
+            return true;
+        }
+        false
     }
 }
 
 /// Sets `weir_kafka_topic_lag` for every topic every [`LAG_PROBE_EVERY`]
 /// until `shutdown`: the lag of partitions this host does not own too, so
 /// a trigger left without partitions while messages wait is visible. With
-/// `rejoin_after` (in a consumer group), a host that owns no partition
-/// while messages wait and their lag does not go down for that long leaves
-/// the group and joins it again (see [`Stall`]). Whether the brokers
+/// `rejoin_after` (in a consumer group), a host that sees messages wait on
+/// a partition nobody consumes for that long leaves the group and joins it
+/// again (see [`Stall`]). Whether the brokers
 /// answered is `weir_kafka_reachable{trigger}`.
 async fn probe_lag(
     consumer: Arc<StreamConsumer<Context>>,
@@ -709,27 +713,32 @@ async fn probe_lag(
     let mut stall = Stall::default();
     loop {
         let (c, t) = (Arc::clone(&consumer), topics.clone());
-        match tokio::task::spawn_blocking(move || consumer::topic_lag(&c, &t, BROKER_TIMEOUT)).await
+        match tokio::task::spawn_blocking(move || consumer::partition_lag(&c, &t, BROKER_TIMEOUT))
+            .await
         {
-            Ok(Ok(lags)) => {
+            Ok(Ok(partitions)) => {
                 if metrics.set_kafka_reachable(&trigger, true) {
                     tracing::info!(function, "the Kafka brokers answer again");
                 }
-                let waiting = lags.iter().map(|(_, lag)| lag).sum();
-                for (topic, lag) in lags {
+                for topic in &topics {
+                    let lag = partitions
+                        .iter()
+                        .filter(|p| &p.topic == topic)
+                        .map(|p| p.lag);
                     metrics
                         .kafka_topic_lag
-                        .with_label_values(&[&function, &topic])
-                        .set(lag);
+                        .with_label_values(&[&function, topic])
+                        .set(lag.sum());
                 }
-                let owned = metrics
-                    .kafka_assigned_partitions
-                    .with_label_values(&[&function])
-                    .get();
                 if let Some(after) = rejoin_after
-                    && stall.observe(Instant::now(), owned, waiting, after)
+                    && stall.observe(Instant::now(), &partitions, after)
                 {
-                    tracing::warn!(function, waiting, after = ?after, "this host owns no partition while messages wait and nobody consumes them: leaving the consumer group and joining it again");
+                    let stranded: Vec<String> = partitions
+                        .iter()
+                        .filter(|p| !p.owned && p.lag > 0)
+                        .map(|p| format!("{}[{}]", p.topic, p.partition))
+                        .collect();
+                    tracing::warn!(function, ?stranded, after = ?after, "messages wait on partitions nobody consumes: leaving the consumer group and joining it again");
                     metrics.kafka_rejoins.with_label_values(&[&function]).inc();
                     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
                     consumer.unsubscribe();
@@ -776,7 +785,7 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> KafkaMessage {
 mod tests {
     use std::time::Duration;
 
-    use super::{Batch, FlushTime, Stall, Window, split};
+    use super::{Batch, FlushTime, PartitionLag, Stall, Window, split};
     use crate::runtime::KafkaMessage;
 
     #[test]
@@ -871,26 +880,78 @@ mod tests {
         }
     }
 
+    /// Partition `n` of topic `t` at `position` with `lag` waiting.
+    fn lag(n: i32, position: i64, lag: i64, owned: bool) -> PartitionLag {
+        PartitionLag {
+            topic: "t".to_owned(),
+            partition: n,
+            position,
+            lag,
+            owned,
+        }
+    }
+
     #[test]
     fn an_idle_host_rejoins_only_when_waiting_messages_never_go_down() {
         let after = Duration::from_secs(20);
         let t0 = std::time::Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut stall = Stall::default();
-        // Owning partitions, or nothing waiting: never.
-        assert!(!stall.observe(at(0), 3, 500, after));
-        assert!(!stall.observe(at(30), 0, 0, after));
+        // Owning the partitions, or nothing waiting: never.
+        assert!(!stall.observe(at(0), &[lag(0, 0, 500, true)], after));
+        assert!(!stall.observe(at(30), &[lag(0, 500, 0, false)], after));
         // Idle with 500 waiting, then more arriving and none consumed.
-        assert!(!stall.observe(at(40), 0, 500, after));
-        assert!(!stall.observe(at(50), 0, 600, after));
-        assert!(stall.observe(at(60), 0, 600, after));
+        assert!(!stall.observe(at(40), &[lag(0, 500, 500, false)], after));
+        assert!(!stall.observe(at(50), &[lag(0, 500, 600, false)], after));
+        assert!(stall.observe(at(60), &[lag(0, 500, 600, false)], after));
         // After a rejoin the clock starts again.
-        assert!(!stall.observe(at(70), 0, 600, after));
-        // Someone else consumes (the count goes down): the clock restarts.
-        assert!(!stall.observe(at(85), 0, 550, after));
-        assert!(!stall.observe(at(95), 0, 560, after));
-        assert!(!stall.observe(at(100), 0, 560, after));
-        assert!(stall.observe(at(105), 0, 570, after));
+        assert!(!stall.observe(at(70), &[lag(0, 500, 600, false)], after));
+        // Someone else consumes (the position moves): the clock restarts.
+        assert!(!stall.observe(at(85), &[lag(0, 550, 50, false)], after));
+        assert!(!stall.observe(at(95), &[lag(0, 550, 60, false)], after));
+        assert!(!stall.observe(at(100), &[lag(0, 550, 60, false)], after));
+        assert!(stall.observe(at(105), &[lag(0, 550, 70, false)], after));
+    }
+
+    #[test]
+    fn a_host_rejoins_for_a_partition_stranded_beside_its_own_unless_stuck_itself() {
+        let after = Duration::from_secs(20);
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Its own partition caught up, the other one stranded.
+        let mut stall = Stall::default();
+        for s in [0, 10] {
+            assert!(!stall.observe(at(s), &[lag(0, 90, 0, true), lag(1, 40, 200, false)], after));
+        }
+        assert!(stall.observe(
+            at(20),
+            &[lag(0, 95, 0, true), lag(1, 40, 210, false)],
+            after
+        ));
+        // Its own partition busy and moving: the same.
+        let mut stall = Stall::default();
+        for (s, position) in [(0, 100), (10, 200)] {
+            let probe = [lag(0, position, 50, true), lag(1, 40, 200, false)];
+            assert!(!stall.observe(at(s), &probe, after));
+        }
+        assert!(stall.observe(
+            at(20),
+            &[lag(0, 300, 50, true), lag(1, 40, 200, false)],
+            after
+        ));
+        // Its own partition standing still with messages waiting: the host
+        // is stuck itself (a full disk, say), and a rebalance would not help.
+        let mut stall = Stall::default();
+        for s in [0, 10, 20, 30, 60] {
+            let probe = [lag(0, 100, 50, true), lag(1, 40, 200, false)];
+            assert!(!stall.observe(at(s), &probe, after));
+        }
+        // Caught up again, it rejoins at once for the partition stranded all along.
+        assert!(stall.observe(
+            at(70),
+            &[lag(0, 150, 0, true), lag(1, 40, 200, false)],
+            after
+        ));
     }
 
     #[test]
