@@ -173,8 +173,8 @@ pub(crate) fn show_logs_if_short(
     show_logs(dir);
 }
 
-/// Prints the end of every log under `dir`.
-pub(crate) fn show_logs(dir: &Path) {
+/// Every log under `dir` (the hosts' and the broker's), by name.
+pub(crate) fn log_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut logs: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
@@ -182,7 +182,12 @@ pub(crate) fn show_logs(dir: &Path) {
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
     logs.sort();
-    for path in logs {
+    logs
+}
+
+/// Prints the end of every log under `dir`.
+pub(crate) fn show_logs(dir: &Path) {
+    for path in log_files(dir) {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         eprintln!("--- {} (last 80 of {} lines)", path.display(), lines.len());

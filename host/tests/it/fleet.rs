@@ -17,7 +17,9 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 use weir_devfeed::{FeedClock, Sample};
 
-use crate::crash::{Process, Rng, broker, exited_within, host_command, show_logs_if_short};
+use crate::crash::{
+    Process, Rng, broker, exited_within, host_command, log_files, show_logs_if_short,
+};
 use crate::delta::{assert_exactly_once, python_reader_agrees_at, wait_for_all_at};
 use crate::s3::Moto;
 use crate::support::{free_port, function, sample};
@@ -79,15 +81,8 @@ source = "{transform}"
 /// The lines of every log under `dir` (the hosts' and the broker's) that
 /// `keep`, each after its log's file name.
 fn log_lines(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<String> {
-    let mut logs: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
     let mut out = Vec::new();
-    for log in logs {
+    for log in log_files(dir) {
         let name = log.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         out.extend(
