@@ -34,6 +34,11 @@ pub trait PartitionLog {
         &self,
         part: &Partition,
     ) -> impl Future<Output = anyhow::Result<(i64, i64)>> + Send;
+    /// The consumer group's committed offset of the partition, if any.
+    fn committed(
+        &self,
+        part: &Partition,
+    ) -> impl Future<Output = anyhow::Result<Option<i64>>> + Send;
     /// Makes `offset` the next message read from the partition.
     fn seek(
         &self,
@@ -209,8 +214,9 @@ impl Committer {
     }
 
     /// Reads every table's version for `part`, refuses it if its offsets
-    /// went backwards, seeks just after the table furthest behind and lets
-    /// its messages flow. On failure, schedules another attempt (the
+    /// went backwards, seeks just after the table furthest behind (or where
+    /// the group got to, if a table has nothing of it) and lets its
+    /// messages flow. On failure, schedules another attempt (the
     /// `attempts`-th so far) after a back-off.
     pub async fn position(&mut self, part: Partition, attempts: u32, log: &impl PartitionLog) {
         match self.read_position(&part, log).await {
@@ -290,18 +296,31 @@ impl Committer {
                 )));
             }
         }
-        if let Some(start) = versions.start_offset() {
-            if start < low {
-                tracing::warn!(
-                    partition = %part,
-                    start,
-                    low,
-                    "messages after the tables' last offsets were deleted by retention: they are lost"
-                );
+        let start = match versions.start_offset() {
+            Some(start) => {
+                if start < low {
+                    tracing::warn!(
+                        partition = %part,
+                        start,
+                        low,
+                        "messages after the tables' last offsets were deleted by retention: they are lost"
+                    );
+                }
+                start
             }
-            log.seek(part, start).await?;
-        }
-        tracing::info!(partition = %part, ?versions, "partition positioned from the Delta log");
+            // Some table holds nothing of the partition: where the group
+            // got to, as librdkafka would start (its committed offset, or
+            // the earliest message where that is gone or there is none).
+            None => match log.committed(part).await? {
+                Some(committed) if (low..=high).contains(&committed) => committed,
+                _ => low,
+            },
+        };
+        // Always an explicit seek: the partition's messages flow from the
+        // moment it is assigned, and those taken before it was ready were
+        // dropped (docs/decisions.md, "Assignment never pauses").
+        log.seek(part, start).await?;
+        tracing::info!(partition = %part, ?versions, start, "partition positioned from the Delta log");
         Ok(PartState::Ready(versions))
     }
 
@@ -697,7 +716,10 @@ mod tests {
     /// A partition log of fixed watermarks that records what was asked of it.
     #[derive(Default)]
     struct Log {
+        low: i64,
         high: i64,
+        /// The group's committed offset.
+        committed: Option<i64>,
         unreachable: bool,
         seeks: Mutex<Vec<(Partition, i64)>>,
         paused: Mutex<BTreeSet<Partition>>,
@@ -716,7 +738,10 @@ mod tests {
     impl PartitionLog for Log {
         async fn watermarks(&self, _: &Partition) -> anyhow::Result<(i64, i64)> {
             anyhow::ensure!(!self.unreachable, "no broker");
-            Ok((0, self.high))
+            Ok((self.low, self.high))
+        }
+        async fn committed(&self, _: &Partition) -> anyhow::Result<Option<i64>> {
+            Ok(self.committed)
         }
         async fn seek(&self, part: &Partition, offset: i64) -> anyhow::Result<()> {
             self.seeks.lock().unwrap().push((part.clone(), offset));
@@ -873,9 +898,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::ending_at(100);
         let mut c = positioned(dir.path(), &log, &[0, 1]).await;
-        assert!(
-            log.seeks.lock().unwrap().is_empty(),
-            "empty tables: the group's offset"
+        assert_eq!(
+            *log.seeks.lock().unwrap(),
+            [(part(0), 0), (part(1), 0)],
+            "empty tables and no committed offset: the earliest message"
         );
         assert_eq!(log.resumed.lock().unwrap().len(), 2);
 
@@ -1142,6 +1168,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_partition_new_to_the_tables_starts_where_the_group_got_to_or_at_its_first_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let seek_of = async |log: Log| {
+            positioned(dir.path(), &log, &[0]).await;
+            log.seeks.into_inner().unwrap()
+        };
+        let log = |low, committed| Log {
+            low,
+            high: 100,
+            committed,
+            ..Log::default()
+        };
+        assert_eq!(seek_of(log(0, Some(7))).await, [(part(0), 7)]);
+        assert_eq!(seek_of(log(0, None)).await, [(part(0), 0)]);
+        // Committed, then deleted by retention: the earliest message left.
+        assert_eq!(seek_of(log(10, Some(5))).await, [(part(0), 10)]);
+        // Committed past the end (the topic was recreated): from the start.
+        assert_eq!(seek_of(log(10, Some(150))).await, [(part(0), 10)]);
+        assert_eq!(seek_of(log(10, Some(100))).await, [(part(0), 100)]);
+    }
+
+    #[tokio::test]
     async fn a_fenced_commit_sends_its_partitions_back_to_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::ending_at(100);
@@ -1175,7 +1223,7 @@ mod tests {
 
         // Re-read, partition 0 resumes after what the other host wrote.
         old.position(part(0), 0, &log).await;
-        assert_eq!(*log.seeks.lock().unwrap(), [(part(0), 1)]);
+        assert_eq!(log.seeks.lock().unwrap().last(), Some(&(part(0), 1)));
         assert!(old.progress().wants("in", 0, 1) && !old.progress().wants("in", 0, 0));
     }
 

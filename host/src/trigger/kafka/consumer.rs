@@ -1,8 +1,15 @@
 //! The consumer side of the Kafka trigger: a group member whose rebalance
-//! callbacks pause newly assigned partitions and hand the change to the run
-//! loop, which reads the Delta log before letting them flow (DESIGN.md §5.2);
-//! or, on a broker only this host uses, the owner of every partition by
-//! direct assignment. Also probes each topic's lag, owned or not.
+//! callbacks hand newly assigned partitions to the run loop, which drops
+//! their messages until it has read the Delta log and seeked each to where
+//! its tables end (DESIGN.md §5.2); or, on a broker only this host uses, the
+//! owner of every partition by direct assignment. Also probes each topic's
+//! lag, owned or not.
+//!
+//! A new assignment is never paused: librdkafka starts a partition's
+//! fetcher once the group's committed offset is back from the broker, and
+//! a pause or resume of the same partition at that moment can make it
+//! discard the start, leaving the partition assigned and never fetched
+//! (docs/decisions.md, "Assignment never pauses").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +18,7 @@ use rdkafka::ClientContext;
 use rdkafka::Offset;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio::sync::mpsc;
@@ -24,6 +31,9 @@ use crate::metrics::Metrics;
 
 /// How long a metadata, watermark, seek or offset request may take.
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pause between seeks of a partition whose fetcher has not started.
+const SEEK_RETRY: Duration = Duration::from_millis(10);
 
 /// How a trigger comes to own partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,7 +54,8 @@ pub enum Ownership {
 /// A change of the partitions this member owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assignment {
-    /// Newly assigned (and paused until the run loop has positioned them).
+    /// Newly assigned (their messages dropped until the run loop has
+    /// positioned them).
     Assigned(Vec<Partition>),
     /// Taken away.
     Revoked(Vec<Partition>),
@@ -76,14 +87,9 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let (event, list) = match rebalance {
-            Rebalance::Assign(list) => {
-                if let Err(e) = consumer.pause(list) {
-                    tracing::error!(function = %self.function, error = %e, "cannot pause assigned partitions");
-                }
-                (Assignment::Assigned(partitions(list)), list)
-            }
+            Rebalance::Assign(list) => (Assignment::Assigned(partitions(list)), list),
             Rebalance::Revoke(list) => (Assignment::Revoked(partitions(list)), list),
             Rebalance::Error(e) => {
                 tracing::warn!(function = %self.function, error = %e, "rebalance error");
@@ -157,16 +163,43 @@ impl PartitionLog for Arc<StreamConsumer<Context>> {
         .with_context(|| format!("reading the watermarks of {part}"))
     }
 
+    async fn committed(&self, part: &Partition) -> anyhow::Result<Option<i64>> {
+        let (consumer, p) = (Arc::clone(self), part.clone());
+        let list = tokio::task::spawn_blocking(move || {
+            consumer.committed_offsets(one(&p.topic, p.partition), BROKER_TIMEOUT)
+        })
+        .await?
+        .with_context(|| format!("reading the group's committed offset of {part}"))?;
+        Ok(list
+            .find_partition(&part.topic, part.partition)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            }))
+    }
+
+    /// A partition's fetcher starts only once librdkafka has the group's
+    /// committed offset; a seek before that is refused as "Erroneous
+    /// state", so it is tried again until [`BROKER_TIMEOUT`].
     async fn seek(&self, part: &Partition, offset: i64) -> anyhow::Result<()> {
         let (consumer, p) = (Arc::clone(self), part.clone());
         tokio::task::spawn_blocking(move || {
-            Consumer::seek(
-                consumer.as_ref(),
-                &p.topic,
-                p.partition,
-                Offset::Offset(offset),
-                BROKER_TIMEOUT,
-            )
+            let deadline = std::time::Instant::now() + BROKER_TIMEOUT;
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let mut list = TopicPartitionList::new();
+                list.add_partition_offset(&p.topic, p.partition, Offset::Offset(offset))?;
+                let answer = consumer.seek_partitions(list, left)?;
+                let result = answer
+                    .find_partition(&p.topic, p.partition)
+                    .map_or(Ok(()), |e| e.error());
+                match result {
+                    Err(KafkaError::OffsetFetch(RDKafkaErrorCode::State)) if !left.is_zero() => {
+                        std::thread::sleep(SEEK_RETRY);
+                    }
+                    done => return done,
+                }
+            }
         })
         .await?
         .with_context(|| format!("seeking {part} to {offset}"))
@@ -215,9 +248,10 @@ fn all_partitions(
     Ok(list)
 }
 
-/// Takes every partition of `topics` (paused, like a rebalance's) and
-/// announces them to the run loop, which positions each from the Delta log.
-/// Blocking: metadata is a round trip to the brokers.
+/// Takes every partition of `topics` and announces them to the run loop,
+/// which positions each from the Delta log (their messages dropped until
+/// then, like a rebalance's). Blocking: metadata is a round trip to the
+/// brokers.
 pub fn assign_all(
     consumer: &StreamConsumer<Context>,
     topics: &[String],
@@ -225,7 +259,6 @@ pub fn assign_all(
 ) -> KafkaResult<usize> {
     let list = all_partitions(consumer, topics, timeout)?;
     consumer.assign(&list)?;
-    consumer.pause(&list)?;
     consumer
         .context()
         .announce(Assignment::Assigned(partitions(&list)));

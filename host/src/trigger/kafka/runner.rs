@@ -317,11 +317,15 @@ impl KafkaRunner {
         received: Option<rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>>>,
         batch: &mut Batch,
     ) -> bool {
-        let revoked = self.handle_events().await;
-        if !revoked.is_empty() {
+        // Partitions revoked or positioned now: what was taken of them
+        // before is dropped, the message in hand too. A positioned
+        // partition was sought to where its tables end, so its messages
+        // from there on come again.
+        let moved = self.handle_events().await;
+        if !moved.is_empty() {
             batch
                 .messages
-                .retain(|m| !revoked.contains(&Partition::new(m.topic.as_str(), m.partition)));
+                .retain(|m| !moved.contains(&Partition::new(m.topic.as_str(), m.partition)));
         }
         let message = match received {
             None => return false,
@@ -335,6 +339,8 @@ impl KafkaRunner {
             .committer
             .progress()
             .wants(message.topic(), message.partition(), message.offset())
+            && (moved.is_empty()
+                || !moved.contains(&Partition::new(message.topic(), message.partition())))
         {
             let message = detach(&message);
             batch.bytes += payload_bytes(&message);
@@ -358,21 +364,24 @@ impl KafkaRunner {
         }
     }
 
-    /// Applies rebalance events; returns the partitions revoked.
+    /// Applies rebalance events; returns the partitions revoked or
+    /// positioned anew.
     async fn handle_events(&mut self) -> BTreeSet<Partition> {
-        let mut revoked = BTreeSet::new();
+        let mut moved = BTreeSet::new();
         while let Ok(event) = self.events.try_recv() {
             match event {
                 Assignment::Assigned(parts) => {
                     for part in parts {
-                        revoked.remove(&part);
-                        self.committer.position(part, 0, &self.consumer).await;
+                        self.committer
+                            .position(part.clone(), 0, &self.consumer)
+                            .await;
+                        moved.insert(part);
                     }
                 }
                 Assignment::Revoked(parts) => {
                     for part in parts {
                         self.committer.revoke(&part);
-                        revoked.insert(part);
+                        moved.insert(part);
                     }
                 }
             }
@@ -381,7 +390,7 @@ impl KafkaRunner {
                 .with_label_values(&[self.committer.function()])
                 .set(i64::try_from(self.committer.progress().len()).unwrap_or(i64::MAX));
         }
-        revoked
+        moved
     }
 
     async fn resync_due(&mut self) {
