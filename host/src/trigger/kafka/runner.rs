@@ -679,9 +679,16 @@ struct Stall {
 }
 
 impl Stall {
-    fn observe(&mut self, now: Instant, partitions: &[PartitionLag], after: Duration) -> bool {
+    /// Takes one probe; returns the partitions stranded for `after`, if
+    /// the host should rejoin for them (none: stay).
+    fn observe(
+        &mut self,
+        now: Instant,
+        partitions: &[PartitionLag],
+        after: Duration,
+    ) -> Vec<(String, i32)> {
         let last = std::mem::take(&mut self.waiting);
-        let (mut stranded, mut stuck_here) = (false, false);
+        let (mut stranded, mut stuck_here) = (Vec::new(), false);
         for p in partitions.iter().filter(|p| p.lag > 0) {
             let key = (p.topic.clone(), p.partition);
             let since = match last.get(&key) {
@@ -690,16 +697,16 @@ impl Stall {
             };
             if p.owned {
                 stuck_here |= since < now;
-            } else {
-                stranded |= now.duration_since(since) >= after;
+            } else if now.duration_since(since) >= after {
+                stranded.push(key.clone());
             }
             self.waiting.insert(key, (p.position, since));
         }
-        if stranded && !stuck_here {
-            self.waiting.clear();
-            return true;
+        if stranded.is_empty() || stuck_here {
+            return Vec::new();
         }
-        false
+        self.waiting.clear();
+        stranded
     }
 }
 
@@ -739,13 +746,15 @@ async fn probe_lag(
                         .with_label_values(&[&function, topic])
                         .set(lag.sum());
                 }
+                let stranded = rejoin_after
+                    .map(|after| stall.observe(Instant::now(), &partitions, after))
+                    .unwrap_or_default();
                 if let Some(after) = rejoin_after
-                    && stall.observe(Instant::now(), &partitions, after)
+                    && !stranded.is_empty()
                 {
-                    let stranded: Vec<String> = partitions
+                    let stranded: Vec<String> = stranded
                         .iter()
-                        .filter(|p| !p.owned && p.lag > 0)
-                        .map(|p| format!("{}[{}]", p.topic, p.partition))
+                        .map(|(topic, partition)| format!("{topic}[{partition}]"))
                         .collect();
                     tracing::warn!(function, ?stranded, after = ?after, "messages wait on partitions nobody consumes: leaving the consumer group and joining it again");
                     metrics.kafka_rejoins.with_label_values(&[&function]).inc();
@@ -900,6 +909,10 @@ mod tests {
         }
     }
 
+    fn stranded(n: i32) -> (String, i32) {
+        ("t".to_owned(), n)
+    }
+
     #[test]
     fn an_idle_host_rejoins_only_when_waiting_messages_never_go_down() {
         let after = Duration::from_secs(20);
@@ -907,19 +920,80 @@ mod tests {
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut stall = Stall::default();
         // Owning the partitions, or nothing waiting: never.
-        assert!(!stall.observe(at(0), &[lag(0, 0, 500, true)], after));
-        assert!(!stall.observe(at(30), &[lag(0, 500, 0, false)], after));
+        assert!(
+            stall
+                .observe(at(0), &[lag(0, 0, 500, true)], after)
+                .is_empty()
+        );
+        assert!(
+            stall
+                .observe(at(30), &[lag(0, 500, 0, false)], after)
+                .is_empty()
+        );
         // Idle with 500 waiting, then more arriving and none consumed.
-        assert!(!stall.observe(at(40), &[lag(0, 500, 500, false)], after));
-        assert!(!stall.observe(at(50), &[lag(0, 500, 600, false)], after));
-        assert!(stall.observe(at(60), &[lag(0, 500, 600, false)], after));
+        assert!(
+            stall
+                .observe(at(40), &[lag(0, 500, 500, false)], after)
+                .is_empty()
+        );
+        assert!(
+            stall
+                .observe(at(50), &[lag(0, 500, 600, false)], after)
+                .is_empty()
+        );
+        assert_eq!(
+            stall.observe(at(60), &[lag(0, 500, 600, false)], after),
+            [stranded(0)]
+        );
         // After a rejoin the clock starts again.
-        assert!(!stall.observe(at(70), &[lag(0, 500, 600, false)], after));
+        assert!(
+            stall
+                .observe(at(70), &[lag(0, 500, 600, false)], after)
+                .is_empty()
+        );
         // Someone else consumes (the position moves): the clock restarts.
-        assert!(!stall.observe(at(85), &[lag(0, 550, 50, false)], after));
-        assert!(!stall.observe(at(95), &[lag(0, 550, 60, false)], after));
-        assert!(!stall.observe(at(100), &[lag(0, 550, 60, false)], after));
-        assert!(stall.observe(at(105), &[lag(0, 550, 70, false)], after));
+        assert!(
+            stall
+                .observe(at(85), &[lag(0, 550, 50, false)], after)
+                .is_empty()
+        );
+        assert!(
+            stall
+                .observe(at(95), &[lag(0, 550, 60, false)], after)
+                .is_empty()
+        );
+        assert!(
+            stall
+                .observe(at(100), &[lag(0, 550, 60, false)], after)
+                .is_empty()
+        );
+        assert_eq!(
+            stall.observe(at(105), &[lag(0, 550, 70, false)], after),
+            [stranded(0)]
+        );
+    }
+
+    #[test]
+    fn a_rejoin_names_only_the_partitions_stranded_for_the_whole_wait() {
+        let after = Duration::from_secs(20);
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut stall = Stall::default();
+        assert!(
+            stall
+                .observe(at(0), &[lag(0, 10, 5, false), lag(1, 20, 0, false)], after)
+                .is_empty()
+        );
+        // Partition 1 has waited 10 s when partition 0 has waited 20.
+        assert!(
+            stall
+                .observe(at(10), &[lag(0, 10, 5, false), lag(1, 20, 3, false)], after)
+                .is_empty()
+        );
+        assert_eq!(
+            stall.observe(at(20), &[lag(0, 10, 5, false), lag(1, 20, 3, false)], after),
+            [stranded(0)]
+        );
     }
 
     #[test]
@@ -930,37 +1004,50 @@ mod tests {
         // Its own partition caught up, the other one stranded.
         let mut stall = Stall::default();
         for s in [0, 10] {
-            assert!(!stall.observe(at(s), &[lag(0, 90, 0, true), lag(1, 40, 200, false)], after));
+            assert!(
+                stall
+                    .observe(at(s), &[lag(0, 90, 0, true), lag(1, 40, 200, false)], after)
+                    .is_empty()
+            );
         }
-        assert!(stall.observe(
-            at(20),
-            &[lag(0, 95, 0, true), lag(1, 40, 210, false)],
-            after
-        ));
+        assert_eq!(
+            stall.observe(
+                at(20),
+                &[lag(0, 95, 0, true), lag(1, 40, 210, false)],
+                after
+            ),
+            [stranded(1)]
+        );
         // Its own partition busy and moving: the same.
         let mut stall = Stall::default();
         for (s, position) in [(0, 100), (10, 200)] {
             let probe = [lag(0, position, 50, true), lag(1, 40, 200, false)];
-            assert!(!stall.observe(at(s), &probe, after));
+            assert!(stall.observe(at(s), &probe, after).is_empty());
         }
-        assert!(stall.observe(
-            at(20),
-            &[lag(0, 300, 50, true), lag(1, 40, 200, false)],
-            after
-        ));
+        assert_eq!(
+            stall.observe(
+                at(20),
+                &[lag(0, 300, 50, true), lag(1, 40, 200, false)],
+                after
+            ),
+            [stranded(1)]
+        );
         // Its own partition standing still with messages waiting: the host
         // is stuck itself (a full disk, say), and a rebalance would not help.
         let mut stall = Stall::default();
         for s in [0, 10, 20, 30, 60] {
             let probe = [lag(0, 100, 50, true), lag(1, 40, 200, false)];
-            assert!(!stall.observe(at(s), &probe, after));
+            assert!(stall.observe(at(s), &probe, after).is_empty());
         }
         // Caught up again, it rejoins at once for the partition stranded all along.
-        assert!(stall.observe(
-            at(70),
-            &[lag(0, 150, 0, true), lag(1, 40, 200, false)],
-            after
-        ));
+        assert_eq!(
+            stall.observe(
+                at(70),
+                &[lag(0, 150, 0, true), lag(1, 40, 200, false)],
+                after
+            ),
+            [stranded(1)]
+        );
     }
 
     #[test]
