@@ -214,6 +214,7 @@ impl Fleet {
         let (sender, owned) = watch::channel(Owned::new());
         for id in partitions.keys() {
             metrics.cron_owned.with_label_values(&[id]).set(0);
+            metrics.cron_fenced.with_label_values(&[id]);
         }
         let context = Context {
             owned: sender,
