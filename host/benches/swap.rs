@@ -110,6 +110,7 @@ async fn run(swaps: usize) {
             admin: AdminConfig {
                 token: Some(TOKEN.to_owned()),
                 max_upload_bytes: None,
+                upload_timeout: None,
             },
             watch: None,
             parallelism: weir::trigger::kafka::default_parallelism(),

@@ -111,7 +111,20 @@ pub(super) async fn deploy(
     if declared.is_some_and(|len| len > max as u64) {
         return too_large(max);
     }
-    let body = match axum::body::to_bytes(body, max).await {
+    // A client that stops sending mid-upload would otherwise hold the
+    // request (and its memory) for as long as its connection lives.
+    let timeout = state.config.upload_timeout();
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, max)).await;
+    let Ok(read) = read else {
+        return error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the upload did not arrive within {} s",
+                timeout.as_secs_f64()
+            ),
+        );
+    };
+    let body = match read {
         Ok(body) => body,
         Err(e) if is_too_large(&e) => return too_large(max),
         Err(e) => {

@@ -8,6 +8,7 @@ mod functions;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -29,6 +30,9 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// Largest component upload accepted, in bytes (64 MiB by default).
     pub max_upload_bytes: Option<usize>,
+    /// How long an upload's body may take to arrive once the request is
+    /// accepted (60 s by default); a client that stalls gets 408.
+    pub upload_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -36,6 +40,7 @@ impl std::fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("token", &self.token.as_ref().map(|_| "…"))
             .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("upload_timeout", &self.upload_timeout)
             .finish()
     }
 }
@@ -43,10 +48,19 @@ impl std::fmt::Debug for AdminConfig {
 /// Uploads above this are refused with 413 unless configured otherwise.
 const DEFAULT_MAX_UPLOAD: usize = 64 << 20;
 
+/// An upload's body must have arrived this long after the request was
+/// accepted, unless configured otherwise: 64 MiB at 10 Mbit/s, with room.
+const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl AdminConfig {
     /// The largest upload accepted.
     fn max_upload(&self) -> usize {
         self.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD)
+    }
+
+    /// How long an upload's body may take.
+    fn upload_timeout(&self) -> Duration {
+        self.upload_timeout.unwrap_or(DEFAULT_UPLOAD_TIMEOUT)
     }
 }
 

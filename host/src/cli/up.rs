@@ -105,6 +105,7 @@ impl UpArgs {
             admin: AdminConfig {
                 token,
                 max_upload_bytes: None,
+                upload_timeout: None,
             },
             watch: self.watch.then_some(WATCH_EVERY),
             parallelism: self

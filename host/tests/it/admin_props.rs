@@ -1,6 +1,6 @@
 //! The admin API under hostile requests, generated (issue 22): function ids
-//! with path tricks, wrong tokens, wrong content types, uploads cut short
-//! or too large — sent as raw HTTP/1.1 over loopback, so nothing between
+//! with path tricks, wrong tokens, wrong content types, uploads cut short,
+//! stalled or too large — sent as raw HTTP/1.1 over loopback, so nothing between
 //! the generator and the host normalises them. Each gets the status its
 //! kind calls for, is counted in `weir_admin_requests_total{code}`, and
 //! nothing is swapped; a well-formed deploy afterwards still works.
@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use weir::Host;
 
-use crate::deploy::{TOKEN, manifest, start, with_token};
+use crate::deploy::{TOKEN, UPLOAD_TIMEOUT, manifest, start, with_token};
 use crate::support::{guest, sample};
 
 /// A raw request: its head (request line and headers, each ending in
@@ -334,6 +334,36 @@ async fn hostile_admin_requests_get_their_status_are_counted_and_swap_nothing() 
     assert_eq!(running_digest(&host), before);
     assert_eq!(answers(&host, 422) - counted.0, declared_cut as f64);
     assert_eq!(answers(&host, 400) - counted.1, answered_400 as f64);
+
+    // Stalled: declared whole, part sent, then silence with the
+    // connection open. The host gives up after its upload timeout with
+    // 408 instead of holding the request for as long as the client likes.
+    let counted = answers(&host, 408);
+    for cut in [0, v2.len() / 2, v2.len() - 1] {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        let raw = put(
+            "/functions/mark/component",
+            &[("authorization", &bearer), wasm],
+            &[],
+            v2.len(),
+        );
+        let head = format!("{}expect: 100-continue\r\n\r\n", raw.head);
+        socket.write_all(head.as_bytes()).await.unwrap();
+        assert_eq!(status(&mut socket).await, 100);
+        socket.write_all(&v2[..cut]).await.unwrap();
+        let asked = std::time::Instant::now();
+        let answer = tokio::time::timeout(UPLOAD_TIMEOUT * 5, status(&mut socket))
+            .await
+            .expect("a stalled upload is answered");
+        assert_eq!(answer, 408, "{cut} of {} bytes sent", v2.len());
+        assert!(
+            asked.elapsed() >= UPLOAD_TIMEOUT / 2,
+            "{:?}",
+            asked.elapsed()
+        );
+    }
+    assert_eq!(running_digest(&host), before);
+    assert_eq!(answers(&host, 408) - counted, 3.0);
 
     // Too large: the host allows 1 MiB; declared larger, refused before the
     // body is read.

@@ -83,10 +83,14 @@ pub(crate) async fn start(
     )
 }
 
+/// How long the test hosts wait for an upload's body.
+pub(crate) const UPLOAD_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub(crate) fn with_token() -> AdminConfig {
     AdminConfig {
         token: Some(TOKEN.to_owned()),
         max_upload_bytes: Some(1 << 20),
+        upload_timeout: Some(UPLOAD_TIMEOUT),
     }
 }
 
