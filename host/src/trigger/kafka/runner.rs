@@ -913,139 +913,101 @@ mod tests {
         ("t".to_owned(), n)
     }
 
+    /// A [`Stall`] waiting 20 s, fed probes at seconds after a start.
+    struct Probes {
+        stall: Stall,
+        t0: std::time::Instant,
+    }
+
+    impl Probes {
+        fn new() -> Self {
+            Self {
+                stall: Stall::default(),
+                t0: std::time::Instant::now(),
+            }
+        }
+
+        /// The partitions a probe at `s` seconds says to rejoin for.
+        fn at(&mut self, s: u64, probe: &[PartitionLag]) -> Vec<(String, i32)> {
+            let at = self.t0 + Duration::from_secs(s);
+            self.stall.observe(at, probe, Duration::from_secs(20))
+        }
+    }
+
     #[test]
     fn an_idle_host_rejoins_only_when_waiting_messages_never_go_down() {
-        let after = Duration::from_secs(20);
-        let t0 = std::time::Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        let mut stall = Stall::default();
+        let mut stall = Probes::new();
         // Owning the partitions, or nothing waiting: never.
-        assert!(
-            stall
-                .observe(at(0), &[lag(0, 0, 500, true)], after)
-                .is_empty()
-        );
-        assert!(
-            stall
-                .observe(at(30), &[lag(0, 500, 0, false)], after)
-                .is_empty()
-        );
+        assert!(stall.at(0, &[lag(0, 0, 500, true)]).is_empty());
+        assert!(stall.at(30, &[lag(0, 500, 0, false)]).is_empty());
         // Idle with 500 waiting, then more arriving and none consumed.
-        assert!(
-            stall
-                .observe(at(40), &[lag(0, 500, 500, false)], after)
-                .is_empty()
-        );
-        assert!(
-            stall
-                .observe(at(50), &[lag(0, 500, 600, false)], after)
-                .is_empty()
-        );
-        assert_eq!(
-            stall.observe(at(60), &[lag(0, 500, 600, false)], after),
-            [stranded(0)]
-        );
+        assert!(stall.at(40, &[lag(0, 500, 500, false)]).is_empty());
+        assert!(stall.at(50, &[lag(0, 500, 600, false)]).is_empty());
+        assert_eq!(stall.at(60, &[lag(0, 500, 600, false)]), [stranded(0)]);
         // After a rejoin the clock starts again.
-        assert!(
-            stall
-                .observe(at(70), &[lag(0, 500, 600, false)], after)
-                .is_empty()
-        );
+        assert!(stall.at(70, &[lag(0, 500, 600, false)]).is_empty());
         // Someone else consumes (the position moves): the clock restarts.
-        assert!(
-            stall
-                .observe(at(85), &[lag(0, 550, 50, false)], after)
-                .is_empty()
-        );
-        assert!(
-            stall
-                .observe(at(95), &[lag(0, 550, 60, false)], after)
-                .is_empty()
-        );
-        assert!(
-            stall
-                .observe(at(100), &[lag(0, 550, 60, false)], after)
-                .is_empty()
-        );
-        assert_eq!(
-            stall.observe(at(105), &[lag(0, 550, 70, false)], after),
-            [stranded(0)]
-        );
+        assert!(stall.at(85, &[lag(0, 550, 50, false)]).is_empty());
+        assert!(stall.at(95, &[lag(0, 550, 60, false)]).is_empty());
+        assert!(stall.at(100, &[lag(0, 550, 60, false)]).is_empty());
+        assert_eq!(stall.at(105, &[lag(0, 550, 70, false)]), [stranded(0)]);
     }
 
     #[test]
     fn a_rejoin_names_only_the_partitions_stranded_for_the_whole_wait() {
-        let after = Duration::from_secs(20);
-        let t0 = std::time::Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        let mut stall = Stall::default();
+        let mut stall = Probes::new();
         assert!(
             stall
-                .observe(at(0), &[lag(0, 10, 5, false), lag(1, 20, 0, false)], after)
+                .at(0, &[lag(0, 10, 5, false), lag(1, 20, 0, false)])
                 .is_empty()
         );
         // Partition 1 has waited 10 s when partition 0 has waited 20.
         assert!(
             stall
-                .observe(at(10), &[lag(0, 10, 5, false), lag(1, 20, 3, false)], after)
+                .at(10, &[lag(0, 10, 5, false), lag(1, 20, 3, false)])
                 .is_empty()
         );
         assert_eq!(
-            stall.observe(at(20), &[lag(0, 10, 5, false), lag(1, 20, 3, false)], after),
+            stall.at(20, &[lag(0, 10, 5, false), lag(1, 20, 3, false)]),
             [stranded(0)]
         );
     }
 
     #[test]
     fn a_host_rejoins_for_a_partition_stranded_beside_its_own_unless_stuck_itself() {
-        let after = Duration::from_secs(20);
-        let t0 = std::time::Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
         // Its own partition caught up, the other one stranded.
-        let mut stall = Stall::default();
+        let mut stall = Probes::new();
         for s in [0, 10] {
             assert!(
                 stall
-                    .observe(at(s), &[lag(0, 90, 0, true), lag(1, 40, 200, false)], after)
+                    .at(s, &[lag(0, 90, 0, true), lag(1, 40, 200, false)])
                     .is_empty()
             );
         }
         assert_eq!(
-            stall.observe(
-                at(20),
-                &[lag(0, 95, 0, true), lag(1, 40, 210, false)],
-                after
-            ),
+            stall.at(20, &[lag(0, 95, 0, true), lag(1, 40, 210, false)]),
             [stranded(1)]
         );
         // Its own partition busy and moving: the same.
-        let mut stall = Stall::default();
+        let mut stall = Probes::new();
         for (s, position) in [(0, 100), (10, 200)] {
             let probe = [lag(0, position, 50, true), lag(1, 40, 200, false)];
-            assert!(stall.observe(at(s), &probe, after).is_empty());
+            assert!(stall.at(s, &probe).is_empty());
         }
         assert_eq!(
-            stall.observe(
-                at(20),
-                &[lag(0, 300, 50, true), lag(1, 40, 200, false)],
-                after
-            ),
+            stall.at(20, &[lag(0, 300, 50, true), lag(1, 40, 200, false)]),
             [stranded(1)]
         );
         // Its own partition standing still with messages waiting: the host
         // is stuck itself (a full disk, say), and a rebalance would not help.
-        let mut stall = Stall::default();
+        let mut stall = Probes::new();
         for s in [0, 10, 20, 30, 60] {
             let probe = [lag(0, 100, 50, true), lag(1, 40, 200, false)];
-            assert!(stall.observe(at(s), &probe, after).is_empty());
+            assert!(stall.at(s, &probe).is_empty());
         }
         // Caught up again, it rejoins at once for the partition stranded all along.
         assert_eq!(
-            stall.observe(
-                at(70),
-                &[lag(0, 150, 0, true), lag(1, 40, 200, false)],
-                after
-            ),
+            stall.at(70, &[lag(0, 150, 0, true), lag(1, 40, 200, false)]),
             [stranded(1)]
         );
     }
