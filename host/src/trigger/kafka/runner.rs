@@ -323,9 +323,7 @@ impl KafkaRunner {
         // from there on come again.
         let moved = self.handle_events().await;
         if !moved.is_empty() {
-            batch
-                .messages
-                .retain(|m| !moved.contains(&Partition::new(m.topic.as_str(), m.partition)));
+            batch.drop_partitions(&moved);
         }
         let message = match received {
             None => return false,
@@ -610,8 +608,17 @@ struct Batch {
 impl Batch {
     /// Keeps only the messages of partitions that are ready in `progress`.
     fn retain_ready(&mut self, progress: &Progress) {
-        self.messages
-            .retain(|m| progress.versions(&m.topic, m.partition).is_some());
+        self.retain(|m| progress.versions(&m.topic, m.partition).is_some());
+    }
+
+    /// Drops the messages of `partitions`.
+    fn drop_partitions(&mut self, partitions: &BTreeSet<Partition>) {
+        self.retain(|m| !partitions.contains(&Partition::new(m.topic.as_str(), m.partition)));
+    }
+
+    /// Keeps the messages `keep` says to, and counts their bytes again.
+    fn retain(&mut self, keep: impl FnMut(&KafkaMessage) -> bool) {
+        self.messages.retain(keep);
         self.bytes = self.messages.iter().map(payload_bytes).sum();
     }
 }
@@ -747,9 +754,8 @@ async fn probe_lag(
                         .set(lag.sum());
                 }
                 let stranded = rejoin_after
-                    .map(|after| stall.observe(Instant::now(), &partitions, after))
-                    .unwrap_or_default();
-                if let Some(after) = rejoin_after
+                    .map(|after| (after, stall.observe(Instant::now(), &partitions, after)));
+                if let Some((after, stranded)) = stranded
                     && !stranded.is_empty()
                 {
                     let stranded: Vec<String> = stranded
